@@ -1,0 +1,127 @@
+"""The one figure helper: theme, stable files, captions with provenance, and myst-nb glue.
+
+Every chapter starts with ::
+
+    ch = Chapter("03_spectral_decay", globals())   # after the parameters cell
+    ch.parameter_table()                           # the parameters with their SPEC tags
+
+and saves every figure through ``ch.savefig(fig, "label", caption)``. That writes
+``<figures>/<chapter>/<label>.png`` and ``.pdf`` (under ``book/_static/figures``, hence at a stable
+URL of the built site, ``_static/figures/<chapter>/<label>.png``), and displays a numbered MyST
+figure named ``fig-<chapter>-<label>`` whose caption ends with the provenance line: commit,
+chapter, profile and a hash of the parameters. Key numbers go through ``ch.glue`` so book pages
+can quote them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from nsf.profiles import chapter_parameters
+from nsf.provenance import git_commit, repo_root
+from nsf.runstore import config_hash
+
+__all__ = ["PALETTE", "Chapter", "set_theme"]
+
+#: Okabe-Ito colours: distinguishable under the common colour-vision deficiencies.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+
+def set_theme() -> None:
+    """Seaborn's ticks theme with the colour-blind-safe palette and print-ready sizes."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 160, "savefig.bbox": "tight",
+        "axes.titleweight": "semibold", "legend.frameon": False,
+    })
+
+
+def figure_dir() -> Path:
+    """Where figures are written: ``NSF_FIGURE_DIR``, else ``book/_static/figures``."""
+    if "NSF_FIGURE_DIR" in os.environ:
+        return Path(os.environ["NSF_FIGURE_DIR"])
+    return repo_root() / "book" / "_static" / "figures"
+
+
+class Chapter:
+    """A chapter's parameters, provenance and output helpers.
+
+    Args:
+        name: the chapter's notebook name, e.g. ``"01_unified_rule"``.
+        namespace: the notebook's ``globals()``; the chapter's declared parameters (see
+            ``nsf/profiles.toml``) and ``profile`` are read from it.
+    """
+
+    def __init__(self, name: str, namespace: Mapping[str, Any]) -> None:
+        self.name = name
+        self.spec = chapter_parameters(name)
+        missing = [k for k in self.spec if k not in namespace]
+        if missing:
+            raise NameError(f"chapter {name} declares parameters {missing} that are not defined")
+        self.params = {k: namespace[k] for k in self.spec}
+        self.profile = str(namespace.get("profile", "default"))
+        self.param_hash = config_hash(self.params, length=8)
+        commit, dirty = git_commit()
+        self.commit = commit + ("+dirty" if dirty else "")
+        self._figures = 0
+        set_theme()
+
+    @property
+    def provenance(self) -> str:
+        """One line: commit, chapter, profile, parameter hash."""
+        return (
+            f"nsf-book {self.commit} · chapter {self.name} · profile {self.profile} · "
+            f"params {self.param_hash}"
+        )
+
+    def parameter_table(self) -> pd.DataFrame:
+        """Every parameter with its value and SPEC tag (SPEC section 0.3 asks every chapter)."""
+        rows = [
+            {"parameter": k, "value": repr(self.params[k]), "tag": s["tag"], "source": s.get("note", "")}
+            for k, s in self.spec.items()
+        ]
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def savefig(self, fig: plt.Figure, label: str, caption: str) -> Path:
+        """Write ``fig`` as PNG and PDF, display it as a numbered figure, close it.
+
+        Returns the PNG's path. The caption should say what to look at; the provenance line and a
+        link to the PDF are appended.
+        """
+        if not label.replace("_", "").isalnum():
+            raise ValueError(f"figure label {label!r} must be letters, digits and underscores")
+        out = figure_dir() / self.name
+        out.mkdir(parents=True, exist_ok=True)
+        png, pdf = out / f"{label}.png", out / f"{label}.pdf"
+        fig.savefig(png)
+        fig.savefig(pdf)
+        plt.close(fig)
+        self._figures += 1
+        try:
+            src = "/" + png.resolve().relative_to(repo_root()).as_posix()
+        except ValueError:  # written outside the book: link the file itself
+            src = png.resolve().as_posix()
+        display(Markdown(
+            f"```{{figure}} {src}\n:name: fig-{self.name}-{label}\n:width: 100%\n\n"
+            f"{caption}\n\n"
+            f"*{self.provenance} · {{download}}`PDF <{src[:-4]}.pdf>`*\n```"
+        ))
+        return png
+
+    def glue(self, key: str, value: Any, display: bool = False) -> None:
+        """Glue ``value`` under ``<chapter>_<key>`` for ``{glue:}`` references in the book."""
+        from myst_nb import glue
+
+        glue(f"{self.name}_{key}", value, display=display)
+
+    def note(self, markdown: str) -> None:
+        """Display computed prose (MyST markdown), for text that depends on results."""
+        display(Markdown(markdown))

@@ -1,0 +1,393 @@
+r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
+
+.. math::
+
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t            \quad\text{(ema; heavy ball: } m_t = \beta_1 m_{t-1} + g_t)
+
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
+
+    \hat m_t = m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t)
+
+    \theta_{t+1} = \theta_t - \eta\, \hat m_t / (\hat v_t^{\,p} + \epsilon)                     \quad\text{(Eq. 3)}
+
+p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
+coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
+``torch.optim.Adam``: a small class that validates and gathers state, and a functional update
+:func:`nsf_update` with a single-tensor and a foreach implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["NSF", "nsf_update"]
+
+MOMENTUM_MODES = ("ema", "heavy_ball")
+EPS_MODES = ("outside", "inside")
+UPDATE_NORMS = (None, "rms_matched")
+
+
+def _check_hyperparameters(
+    lr: float, p: float, betas: tuple[float, float], eps: float, weight_decay: float
+) -> None:
+    if not (isinstance(lr, Tensor) or math.isfinite(lr)) or lr < 0:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    if not math.isfinite(p):
+        raise ValueError(f"p must be a finite number (any sign), got {p!r}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas[{i}] must lie in [0, 1), got {beta!r}")
+    if not math.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+
+
+class NSF(Optimizer):
+    r"""Natural Spectral Fusion: Adam/SGD with a free second-moment exponent p (Sec. 3.1, Eq. 3).
+
+    Per parameter tensor, at step t (SPEC section 1.7)::
+
+        g  <- grad + weight_decay * theta                    (coupled L2, unless decoupled)
+        m  <- beta1*m + (1-beta1)*g      ("ema")   |  beta1*m + g   ("heavy_ball", torch SGD)
+        v  <- beta2*v + (1-beta2)*g^2                        (always tracked, even at p = 0)
+        m^ <- m/(1-beta1^t)  if bias_correction and momentum == "ema" else m
+        v^ <- v/(1-beta2^t)  if bias_correction else v      (v^ <- max(v) first with amsgrad)
+        u  <- m^ / (v^^p + eps)     ("outside", Eq. 3)  |  m^ / (v^ + eps)^p   ("inside")
+        u  <- u * ||u0|| / ||u||    with update_norm="rms_matched", u0 the p = 0 step
+        theta <- theta*(1 - lr*weight_decay)                 (decoupled_weight_decay only)
+        theta <- theta - lr*u
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate eta (>= 0).
+        p: second-moment exponent, any finite real. It lives in each group as ``group["p"]``,
+            may differ per group and may change between steps (see :class:`nsf.PScheduler`).
+        betas: (beta1, beta2), each in [0, 1).
+        eps: stabiliser (>= 0), added outside or inside the power per ``eps_mode``.
+        weight_decay: L2 coefficient lambda (>= 0).
+        momentum: ``"ema"`` (Eqs. 1-3 as written) or ``"heavy_ball"`` (``torch.optim.SGD``'s
+            buffer, never bias-corrected).
+        bias_correction: correct v^ always, and m^ in ``"ema"`` mode.
+        eps_mode: ``"outside"`` (Eq. 3; Adam at p = 1/2) or ``"inside"`` (the toy models of
+            Sec. 4, exactly 1 at p = 0).
+        amsgrad: feed the running maximum of v to v^, as ``torch.optim.Adam(amsgrad=True)``.
+        decoupled_weight_decay: AdamW-style decay instead of coupled L2.
+        update_norm: ``None`` or ``"rms_matched"``: rescale each tensor's update to the norm of
+            the p = 0 update from the same state, so p changes the direction only (the
+            step-size control of SPEC sections 1.5 and 7.4).
+        maximize: ascend instead of descend.
+        foreach: use the multi-tensor path; ``None`` picks it (on CPU and CUDA alike).
+
+    Endpoints (exact, tested): p = 1/2 is ``torch.optim.Adam`` (and ``AdamW``, ``amsgrad``);
+    p = 0 with ``momentum="heavy_ball"`` and eps = 0 is ``torch.optim.SGD(momentum=beta1)``;
+    p = 1/2 with beta1 = 0 and no bias correction is ``torch.optim.RMSprop``.
+
+    Note: at a fixed lr, changing p also changes the step size by v^^(-p) (SPEC section 1.5).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        p: float = 0.5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        momentum: str = "ema",
+        bias_correction: bool = True,
+        eps_mode: str = "outside",
+        amsgrad: bool = False,
+        decoupled_weight_decay: bool = False,
+        update_norm: str | None = None,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_hyperparameters(lr, p, betas, eps, weight_decay)
+        _check_choice("momentum", momentum, MOMENTUM_MODES)
+        _check_choice("eps_mode", eps_mode, EPS_MODES)
+        _check_choice("update_norm", update_norm, UPDATE_NORMS)
+        defaults = dict(
+            lr=lr,
+            p=float(p),
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            bias_correction=bool(bias_correction),
+            eps_mode=eps_mode,
+            amsgrad=bool(amsgrad),
+            decoupled_weight_decay=bool(decoupled_weight_decay),
+            update_norm=update_norm,
+            maximize=bool(maximize),
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        g = self.param_groups[-1]
+        _check_hyperparameters(g["lr"], g["p"], g["betas"], g["eps"], g["weight_decay"])
+        _check_choice("momentum", g["momentum"], MOMENTUM_MODES)
+        _check_choice("eps_mode", g["eps_mode"], EPS_MODES)
+        _check_choice("update_norm", g["update_norm"], UPDATE_NORMS)
+
+    def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], ...]:
+        params, grads, ms, vs, vmaxes, steps = [], [], [], [], [], []
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                raise RuntimeError("NSF does not support sparse gradients")
+            if torch.is_complex(param):
+                raise RuntimeError("NSF does not support complex parameters; use view_as_real")
+            state = self.state[param]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(
+                        param, memory_format=torch.preserve_format
+                    )
+            params.append(param)
+            grads.append(param.grad)
+            ms.append(state["exp_avg"])
+            vs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+            if group["amsgrad"]:
+                vmaxes.append(state["max_exp_avg_sq"])
+        return params, grads, ms, vs, vmaxes, steps
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Perform one update of every parameter with a gradient; returns ``closure()``'s loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            if not math.isfinite(group["p"]):
+                raise ValueError(f"param_groups[{i}]['p'] must be finite, got {group['p']!r}")
+            params, grads, ms, vs, vmaxes, steps = self._init_group(group)
+            if not params:
+                continue
+            nsf_update(
+                params,
+                grads,
+                ms,
+                vs,
+                vmaxes,
+                steps,
+                lr=group["lr"],
+                p=group["p"],
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                bias_correction=group["bias_correction"],
+                eps_mode=group["eps_mode"],
+                amsgrad=group["amsgrad"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+                update_norm=group["update_norm"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+            )
+        return loss
+
+
+def nsf_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    p: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum: str,
+    bias_correction: bool,
+    eps_mode: str,
+    amsgrad: bool,
+    decoupled_weight_decay: bool,
+    update_norm: str | None,
+    maximize: bool,
+    foreach: bool | None = None,
+) -> None:
+    """Functional form of :class:`NSF`: updates ``params`` and the state tensors in place."""
+    if foreach is None:
+        foreach = not torch.jit.is_scripting()
+    impl = _multi_tensor_nsf if foreach else _single_tensor_nsf
+    impl(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        state_steps,
+        lr=lr,
+        p=p,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        bias_correction=bias_correction,
+        eps_mode=eps_mode,
+        amsgrad=amsgrad,
+        decoupled_weight_decay=decoupled_weight_decay,
+        update_norm=update_norm,
+        maximize=maximize,
+    )
+
+
+def _bias_corrections(
+    step: float, beta1: float, beta2: float, momentum: str, bias_correction: bool
+) -> tuple[float, float]:
+    """(1 - beta1^t, 1 - beta2^t), or 1 where that moment is not corrected."""
+    if not bias_correction:
+        return 1.0, 1.0
+    bc1 = 1.0 - beta1**step if momentum == "ema" else 1.0
+    return bc1, 1.0 - beta2**step
+
+
+def _single_tensor_nsf(
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
+    eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
+    update_norm, maximize,
+) -> None:  # fmt: skip
+    for i, param in enumerate(params):
+        grad = -grads[i] if maximize else grads[i]
+        m, v, step_t = exp_avgs[i], exp_avg_sqs[i], state_steps[i]
+        step_t += 1
+        if weight_decay != 0 and not decoupled_weight_decay:
+            grad = grad.add(param, alpha=weight_decay)
+
+        if momentum == "ema":
+            m.lerp_(grad, 1 - beta1)
+        else:
+            m.mul_(beta1).add_(grad)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        if amsgrad:
+            torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
+            v = max_exp_avg_sqs[i]
+
+        bc1, bc2 = _bias_corrections(step_t.item(), beta1, beta2, momentum, bias_correction)
+        if decoupled_weight_decay and weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+
+        if update_norm is None and p == 0.0:
+            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+            param.add_(m * (-lr * scale / bc1))
+            continue
+
+        den = _denominator([v], [bc2], p, eps, eps_mode)[0]
+        if update_norm is None:
+            param.addcdiv_(m, den, value=-lr / bc1)
+            continue
+
+        m_hat = m / bc1
+        update = m_hat / den
+        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+        norm = torch.linalg.vector_norm(update)
+        target = torch.linalg.vector_norm(m_hat) * p0_scale
+        update.mul_(torch.where(norm > 0, target / norm, torch.ones_like(norm)))
+        param.add_(update, alpha=-lr)
+
+
+def _multi_tensor_nsf(
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
+    eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
+    update_norm, maximize,
+) -> None:  # fmt: skip
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    if amsgrad:
+        tensors.append(max_exp_avg_sqs)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
+    for (_device, _dtype), (group_tensors, _) in grouped.items():
+        dev_params, dev_grads, dev_ms, dev_vs, dev_steps = group_tensors[:5]
+        dev_vmaxes = group_tensors[5] if amsgrad else []
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        torch._foreach_add_(dev_steps, 1)
+        if weight_decay != 0 and not decoupled_weight_decay:
+            dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+
+        if momentum == "ema":
+            torch._foreach_lerp_(dev_ms, dev_grads, 1 - beta1)
+        else:
+            torch._foreach_mul_(dev_ms, beta1)
+            torch._foreach_add_(dev_ms, dev_grads)
+        torch._foreach_mul_(dev_vs, beta2)
+        torch._foreach_addcmul_(dev_vs, dev_grads, dev_grads, 1 - beta2)
+        if amsgrad:
+            torch._foreach_maximum_(dev_vmaxes, dev_vs)
+            dev_vs = dev_vmaxes
+
+        corrections = [
+            _bias_corrections(s.item(), beta1, beta2, momentum, bias_correction) for s in dev_steps
+        ]
+        bc1s = [c[0] for c in corrections]
+        bc2s = [c[1] for c in corrections]
+        if decoupled_weight_decay and weight_decay != 0:
+            torch._foreach_mul_(dev_params, 1 - lr * weight_decay)
+
+        if update_norm is None and p == 0.0:
+            # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside (SPEC 1.7).
+            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+            torch._foreach_add_(dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s]))
+            continue
+
+        den = _denominator(dev_vs, bc2s, p, eps, eps_mode)
+        if update_norm is None:
+            torch._foreach_addcdiv_(dev_params, dev_ms, den, [-lr / b for b in bc1s])
+            continue
+
+        # rms_matched: u <- u * ||u0|| / ||u||, with u0 the p = 0 step from the same m^.
+        m_hats = torch._foreach_div(dev_ms, bc1s)
+        updates = torch._foreach_div(m_hats, den)
+        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+        norms = torch._foreach_norm(updates)
+        targets = torch._foreach_mul(torch._foreach_norm(m_hats), p0_scale)
+        ratios = [torch.where(n > 0, t / n, torch.ones_like(n)) for n, t in zip(norms, targets)]
+        torch._foreach_mul_(updates, ratios)
+        torch._foreach_add_(dev_params, updates, alpha=-lr)
+
+
+def _denominator(
+    vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: str
+) -> list[Tensor]:
+    """v^^p + eps ("outside") or (v^ + eps)^p ("inside"), with v^ = v / bc2, for a tensor list."""
+    if eps_mode == "outside":
+        if p == 0.5:  # Adam's sqrt(v)/sqrt(bc2) + eps, bit for bit
+            den = torch._foreach_sqrt(vs)
+            torch._foreach_div_(den, [math.sqrt(b) for b in bc2s])
+        else:  # (v/bc2)^p = v^p * bc2^(-p); 0^p = inf for p < 0 gives a zero step, not NaN
+            den = torch._foreach_pow(vs, p)
+            torch._foreach_mul_(den, [b ** (-p) for b in bc2s])
+        torch._foreach_add_(den, eps)
+        return den
+    den = torch._foreach_div(vs, bc2s)
+    torch._foreach_add_(den, eps)
+    torch._foreach_pow_(den, p)
+    return den
