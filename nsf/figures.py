@@ -31,21 +31,27 @@ from nsf.runstore import config_hash
 
 __all__ = ["PALETTE", "Chapter", "set_theme"]
 
-#: Okabe-Ito colours: distinguishable under the common colour-vision deficiencies.
+#: The Okabe-Ito colours, distinguishable under the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
 
 def set_theme() -> None:
     """Seaborn's ticks theme with the colour-blind-safe palette and print-ready sizes."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
-    plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 160, "savefig.bbox": "tight",
-        "axes.titleweight": "semibold", "legend.frameon": False,
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 160,
+            "savefig.bbox": "tight",
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+        }
+    )
 
 
 def figure_dir() -> Path:
-    """Where figures are written: ``NSF_FIGURE_DIR``, else ``book/_static/figures``."""
+    """Where figures are written: ``NSF_FIGURE_DIR`` (set by :func:`nsf.book.execute_chapter`,
+    which publishes them to ``book/_static/figures``), else ``book/_static/figures`` itself."""
     if "NSF_FIGURE_DIR" in os.environ:
         return Path(os.environ["NSF_FIGURE_DIR"])
     return repo_root() / "book" / "_static" / "figures"
@@ -76,7 +82,7 @@ class Chapter:
 
     @property
     def provenance(self) -> str:
-        """One line: commit, chapter, profile, parameter hash."""
+        """The provenance line of every caption (commit, chapter, profile, parameter hash)."""
         return (
             f"nsf-book {self.commit} · chapter {self.name} · profile {self.profile} · "
             f"params {self.param_hash}"
@@ -85,7 +91,12 @@ class Chapter:
     def parameter_table(self) -> pd.DataFrame:
         """Every parameter with its value and SPEC tag (SPEC section 0.3 asks every chapter)."""
         rows = [
-            {"parameter": k, "value": repr(self.params[k]), "tag": s["tag"], "source": s.get("note", "")}
+            {
+                "parameter": k,
+                "value": repr(self.params[k]),
+                "tag": s["tag"],
+                "source": s.get("note", ""),
+            }
             for k, s in self.spec.items()
         ]
         return pd.DataFrame(rows).set_index("parameter")
@@ -105,15 +116,14 @@ class Chapter:
         fig.savefig(pdf)
         plt.close(fig)
         self._figures += 1
-        try:
-            src = "/" + png.resolve().relative_to(repo_root()).as_posix()
-        except ValueError:  # written outside the book: link the file itself
-            src = png.resolve().as_posix()
-        display(Markdown(
-            f"```{{figure}} {src}\n:name: fig-{self.name}-{label}\n:width: 100%\n\n"
-            f"{caption}\n\n"
-            f"*{self.provenance} · {{download}}`PDF <{src[:-4]}.pdf>`*\n```"
-        ))
+        src = f"/book/_static/figures/{self.name}/{label}.png"  # where `nsf book` publishes it
+        display(
+            Markdown(
+                f"```{{figure}} {src}\n:name: fig-{self.name}-{label}\n:width: 100%\n\n"
+                f"{caption}\n\n"
+                f"*{self.provenance} · {{download}}`PDF <{src[:-4]}.pdf>`*\n```"
+            )
+        )
         return png
 
     def glue(self, key: str, value: Any, display: bool = False) -> None:

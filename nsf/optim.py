@@ -2,13 +2,15 @@ r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
 
 .. math::
 
-    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t            \quad\text{(ema; heavy ball: } m_t = \beta_1 m_{t-1} + g_t)
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t
+    \quad\text{(ema; heavy ball: } m_t = \beta_1 m_{t-1} + g_t)
 
     v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
 
     \hat m_t = m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t)
 
-    \theta_{t+1} = \theta_t - \eta\, \hat m_t / (\hat v_t^{\,p} + \epsilon)                     \quad\text{(Eq. 3)}
+    \theta_{t+1} = \theta_t - \eta\, \hat m_t / (\hat v_t^{\,p} + \epsilon)
+    \quad\text{(Eq. 3)}
 
 p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
 coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
@@ -75,7 +77,8 @@ class NSF(Optimizer):
         params: parameters or parameter groups.
         lr: learning rate eta (>= 0).
         p: second-moment exponent, any finite real. It lives in each group as ``group["p"]``,
-            may differ per group and may change between steps (see :class:`nsf.PScheduler`).
+            may differ per group and may change between steps
+            (see :class:`~nsf.schedules.PScheduler`).
         betas: (beta1, beta2), each in [0, 1).
         eps: stabiliser (>= 0), added outside or inside the power per ``eps_mode``.
         weight_decay: L2 coefficient lambda (>= 0).
@@ -139,6 +142,7 @@ class NSF(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (missing keys take the defaults); its hyperparameters are validated."""
         super().add_param_group(param_group)
         g = self.param_groups[-1]
         _check_hyperparameters(g["lr"], g["p"], g["betas"], g["eps"], g["weight_decay"])
@@ -264,11 +268,16 @@ def nsf_update(
 def _bias_corrections(
     step: float, beta1: float, beta2: float, momentum: str, bias_correction: bool
 ) -> tuple[float, float]:
-    """(1 - beta1^t, 1 - beta2^t), or 1 where that moment is not corrected."""
-    if not bias_correction:
-        return 1.0, 1.0
-    bc1 = 1.0 - beta1**step if momentum == "ema" else 1.0
-    return bc1, 1.0 - beta2**step
+    """The divisors (d1, d2) with m^ = m/d1 and v^ = v/d2, for the stored EMA m.
+
+    Both momentum modes store the EMA m = beta1*m + (1-beta1)*g. The heavy-ball buffer
+    b = beta1*b + g (torch SGD) is exactly m/(1 - beta1) from a zero start, so heavy ball uses
+    d1 = 1 - beta1 and is never bias-corrected; one ``lerp`` then serves both modes.
+    """
+    d2 = 1.0 - beta2**step if bias_correction else 1.0
+    if momentum == "heavy_ball":
+        return 1.0 - beta1, d2
+    return (1.0 - beta1**step if bias_correction else 1.0), d2
 
 
 def _single_tensor_nsf(
@@ -283,10 +292,9 @@ def _single_tensor_nsf(
         if weight_decay != 0 and not decoupled_weight_decay:
             grad = grad.add(param, alpha=weight_decay)
 
-        if momentum == "ema":
-            m.lerp_(grad, 1 - beta1)
-        else:
-            m.mul_(beta1).add_(grad)
+        m.lerp_(
+            grad, 1 - beta1
+        )  # heavy ball too: its buffer is m/(1 - beta1), see _bias_corrections
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         if amsgrad:
             torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
@@ -301,13 +309,13 @@ def _single_tensor_nsf(
             param.add_(m * (-lr * scale / bc1))
             continue
 
-        den = _denominator([v], [bc2], p, eps, eps_mode)[0]
+        dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
         if update_norm is None:
-            param.addcdiv_(m, den, value=-lr / bc1)
+            param.addcdiv_(m, dens[0], value=-lr * scales[0] / bc1)
             continue
 
         m_hat = m / bc1
-        update = m_hat / den
+        update = m_hat * scales[0] / dens[0]
         p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
         norm = torch.linalg.vector_norm(update)
         target = torch.linalg.vector_norm(m_hat) * p0_scale
@@ -333,11 +341,7 @@ def _multi_tensor_nsf(
         if weight_decay != 0 and not decoupled_weight_decay:
             dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
 
-        if momentum == "ema":
-            torch._foreach_lerp_(dev_ms, dev_grads, 1 - beta1)
-        else:
-            torch._foreach_mul_(dev_ms, beta1)
-            torch._foreach_add_(dev_ms, dev_grads)
+        torch._foreach_lerp_(dev_ms, dev_grads, 1 - beta1)  # both modes; see _bias_corrections
         torch._foreach_mul_(dev_vs, beta2)
         torch._foreach_addcmul_(dev_vs, dev_grads, dev_grads, 1 - beta2)
         if amsgrad:
@@ -355,17 +359,20 @@ def _multi_tensor_nsf(
         if update_norm is None and p == 0.0:
             # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside (SPEC 1.7).
             scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-            torch._foreach_add_(dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s]))
+            torch._foreach_add_(
+                dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s])
+            )
             continue
 
-        den = _denominator(dev_vs, bc2s, p, eps, eps_mode)
+        den, scales = _denominator(dev_vs, bc2s, p, eps, eps_mode)
         if update_norm is None:
-            torch._foreach_addcdiv_(dev_params, dev_ms, den, [-lr / b for b in bc1s])
+            step_sizes = [-lr * s / b for s, b in zip(scales, bc1s)]
+            torch._foreach_addcdiv_(dev_params, dev_ms, den, step_sizes)
             continue
 
         # rms_matched: u <- u * ||u0|| / ||u||, with u0 the p = 0 step from the same m^.
         m_hats = torch._foreach_div(dev_ms, bc1s)
-        updates = torch._foreach_div(m_hats, den)
+        updates = torch._foreach_div(torch._foreach_mul(m_hats, scales), den)
         p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
         norms = torch._foreach_norm(updates)
         targets = torch._foreach_mul(torch._foreach_norm(m_hats), p0_scale)
@@ -376,18 +383,32 @@ def _multi_tensor_nsf(
 
 def _denominator(
     vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: str
-) -> list[Tensor]:
-    """v^^p + eps ("outside") or (v^ + eps)^p ("inside"), with v^ = v / bc2, for a tensor list."""
+) -> tuple[list[Tensor], list[float]]:
+    """Denominators D and factors s with  v^^p + eps = D/s  ("outside") or (v^ + eps)^p = D/s.
+
+    With v^ = v/bc2, both forms equal bc2^(-p) * D, so the caller divides by D and multiplies
+    the step by s = bc2^p: the bias correction costs a scalar, not a pass over the tensors.
+    v^p is computed as exp(p ln2 * log2 v), about 2x faster than ``pow`` on CPUs; for v = 0 it gives
+    inf at p < 0 (a zero step, not NaN) and 0 at p > 0 (SPEC 1.7).
+    """
+    scales = [b**p for b in bc2s]
+    if p == 0.0:  # v^0 = 1 (and 0^0 = 1), whichever side eps is on
+        den = [torch.full_like(v, 1.0 + eps if eps_mode == "outside" else 1.0) for v in vs]
+        return den, [1.0] * len(vs)
     if eps_mode == "outside":
-        if p == 0.5:  # Adam's sqrt(v)/sqrt(bc2) + eps, bit for bit
+        if p == 0.5:  # Adam's denominator: sqrt is exact and cheaper than exp2/log2
             den = torch._foreach_sqrt(vs)
-            torch._foreach_div_(den, [math.sqrt(b) for b in bc2s])
-        else:  # (v/bc2)^p = v^p * bc2^(-p); 0^p = inf for p < 0 gives a zero step, not NaN
-            den = torch._foreach_pow(vs, p)
-            torch._foreach_mul_(den, [b ** (-p) for b in bc2s])
-        torch._foreach_add_(den, eps)
-        return den
-    den = torch._foreach_div(vs, bc2s)
-    torch._foreach_add_(den, eps)
-    torch._foreach_pow_(den, p)
-    return den
+        else:
+            den = torch._foreach_log2(vs)
+            torch._foreach_mul_(den, p * math.log(2.0))
+            torch._foreach_exp_(den)
+        torch._foreach_add_(den, [eps * s for s in scales])
+        return den, scales
+    den = torch._foreach_add(vs, [eps * b for b in bc2s])
+    if p == 0.5:
+        torch._foreach_sqrt_(den)
+    else:
+        torch._foreach_log2_(den)
+        torch._foreach_mul_(den, p * math.log(2.0))
+        torch._foreach_exp_(den)
+    return den, scales

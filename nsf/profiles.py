@@ -10,9 +10,10 @@ or ``companion`` for choices that only this book makes (sizes, seeds, plot exten
 from __future__ import annotations
 
 import functools
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 __all__ = ["PROFILES", "TAGS", "chapter_parameters", "profile_overrides"]
 
@@ -28,10 +29,14 @@ def _table() -> dict[str, Any]:
     for chapter, entry in table.items():
         for name, spec in entry.get("parameters", {}).items():
             if spec.get("tag") not in TAGS:
-                raise ValueError(f"{TABLE}: {chapter}.{name} has tag {spec.get('tag')!r}, not one of {TAGS}")
+                raise ValueError(
+                    f"{TABLE}: {chapter}.{name} has tag {spec.get('tag')!r}, not one of {TAGS}"
+                )
         for profile in entry.get("profiles", {}):
             if profile not in PROFILES:
-                raise ValueError(f"{TABLE}: {chapter} has unknown profile {profile!r}; use one of {PROFILES}")
+                raise ValueError(
+                    f"{TABLE}: {chapter} has unknown profile {profile!r}; use one of {PROFILES}"
+                )
     return table
 
 

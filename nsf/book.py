@@ -1,0 +1,229 @@
+"""Execute the chapters with papermill and build the Jupyter Book, re-executing only what changed.
+
+Data flow (see the README): ``notebooks/NN_name.ipynb`` (tracked, no outputs) is executed by
+papermill with the parameters of a profile into a run directory of the run store (keyed by a hash
+of the notebook, its parameters, the profile and the whole ``nsf`` source), copied to
+``book/chapters/`` together with its figures, and the book is built from those copies with
+execution off and warnings as errors. Tracked files are never written.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nsf.profiles import PROFILES, chapter_parameters, profile_overrides
+from nsf.provenance import device_description, git_commit, repo_root
+from nsf.runstore import RunStore, atomic_write_bytes
+
+__all__ = [
+    "UnknownParameterError",
+    "build_book",
+    "chapter_names",
+    "execute_chapter",
+    "is_cached",
+    "parse_value",
+    "resolve_chapter",
+    "source_hash",
+]
+
+
+class UnknownParameterError(ValueError):
+    """A parameter the chapter does not declare."""
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def chapter_names() -> list[str]:
+    """Every chapter, in paper order (the notebooks' NN prefixes)."""
+    return sorted(p.stem for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_chapter(chapter: str) -> str:
+    """``"03"`` or ``"03_spectral_decay"`` -> ``"03_spectral_decay"``; a clear error otherwise."""
+    names = chapter_names()
+    matches = [n for n in names if n == chapter or n.split("_", 1)[0] == chapter]
+    if len(matches) != 1:
+        raise ValueError(f"no chapter {chapter!r}; the chapters are: {', '.join(names)}")
+    return matches[0]
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as a Python literal where it is one (``3``, ``[0.5, -0.25]``,
+    ``True``), else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def chapter_parameters_for(chapter: str, profile: str, overrides: Mapping[str, Any]) -> dict:
+    """The papermill parameters: ``profile``, the profile's values, then ``overrides``.
+
+    A name the chapter does not declare is refused, naming it and listing the valid ones.
+    """
+    declared = chapter_parameters(chapter)
+    unknown = [k for k in overrides if k not in declared and k != "profile"]
+    if unknown:
+        raise UnknownParameterError(
+            f"chapter {chapter} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(sorted(declared))}"
+        )
+    return {"profile": profile, **profile_overrides(chapter, profile), **dict(overrides)}
+
+
+def source_hash(package: Path | None = None) -> str:
+    """SHA-256 over every file of the ``nsf`` package: an edit anywhere re-executes chapters."""
+    digest = hashlib.sha256()
+    package = package or Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.suffix in {".py", ".toml"}:
+            digest.update(path.relative_to(package).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _chapter_run(chapter: str, profile: str, overrides: Mapping[str, Any]):
+    """(chapter name, papermill parameters, run-store entry) for one execution."""
+    chapter = resolve_chapter(chapter)
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
+    params = chapter_parameters_for(chapter, profile, overrides)
+    key = {
+        "chapter": chapter,
+        "notebook": _sha256(notebooks_dir() / f"{chapter}.ipynb"),
+        "parameters": params,
+        "nsf_source": source_hash(),
+    }
+    return chapter, params, RunStore(repo_root() / ".cache" / "chapters").run(key, prefix=chapter)
+
+
+def is_cached(
+    chapter: str, profile: str = "default", overrides: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether this chapter, profile and parameters were executed with the current sources."""
+    return _chapter_run(chapter, profile, overrides or {})[2].is_finished
+
+
+def execute_chapter(
+    chapter: str,
+    profile: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    output: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Execute one chapter with papermill; returns the executed notebook's path.
+
+    The result is cached in the run store under ``.cache/chapters``: the same notebook, profile,
+    parameters and ``nsf`` source are never executed twice. ``output`` receives a copy.
+    The executed notebook's metadata gains ``nsf``: version, commit, dirty, profile,
+    parameters, seed, wall time and device.
+    """
+    import nbformat
+    import papermill
+
+    import nsf
+
+    chapter, params, run = _chapter_run(chapter, profile, overrides or {})
+    executed = run.path("executed.ipynb")
+    if not run.is_finished:
+        figures = run.path("figures")
+        shutil.rmtree(figures, ignore_errors=True)
+        env_before = os.environ.get("NSF_FIGURE_DIR")
+        os.environ["NSF_FIGURE_DIR"] = str(figures)
+        start = time.perf_counter()
+        try:
+            nb = papermill.execute_notebook(
+                str(notebooks_dir() / f"{chapter}.ipynb"), None, parameters=params,
+                cwd=str(repo_root()), progress_bar=progress, kernel_name="python3",
+            )  # fmt: skip
+        finally:
+            if env_before is None:
+                os.environ.pop("NSF_FIGURE_DIR", None)
+            else:
+                os.environ["NSF_FIGURE_DIR"] = env_before
+        commit, dirty = git_commit()
+        nb.metadata["nsf"] = {
+            "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,
+            "profile": profile, "parameters": params, "seed": params.get("seed", _default_seed(nb)),
+            "wall_time_s": round(time.perf_counter() - start, 2), "device": device_description(),
+        }  # fmt: skip
+        atomic_write_bytes(executed, nbformat.writes(nb).encode())
+        run.finish({"wall_time_s": nb.metadata["nsf"]["wall_time_s"]})
+    if output is not None:
+        output = Path(output)
+        atomic_write_bytes(output, executed.read_bytes())
+        return output
+    return executed
+
+
+def _default_seed(nb: Any) -> Any:
+    """The ``seed`` of the notebook's parameters cell, when the profile did not set one."""
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "seed":
+                    return ast.literal_eval(node.value)
+    return None
+
+
+def _publish(chapter: str, executed: Path) -> None:
+    """Copy an executed chapter and its figures where the book reads them (only if changed)."""
+    root = repo_root()
+    target = root / "book" / "chapters" / f"{chapter}.ipynb"
+    if not target.exists() or target.read_bytes() != executed.read_bytes():
+        atomic_write_bytes(target, executed.read_bytes())
+    figures = root / "book" / "_static" / "figures" / chapter
+    source = executed.parent / "figures" / chapter
+    shutil.rmtree(figures, ignore_errors=True)
+    if source.is_dir():
+        shutil.copytree(source, figures)
+
+
+def build_book(profile: str = "default", *, progress: bool = True) -> Path:
+    """Execute every chapter (cached), then build ``_build/html`` strictly; returns its index."""
+    chapters = chapter_names()
+    for i, chapter in enumerate(chapters, 1):
+        cached = is_cached(chapter, profile)
+        print(f"[{i}/{len(chapters)}] {chapter} ({profile}): "
+              + ("unchanged, not re-executed" if cached else "executing"), flush=True)  # fmt: skip
+        start = time.perf_counter()
+        _publish(chapter, execute_chapter(chapter, profile, progress=progress))
+        if not cached:
+            print(f"      executed in {time.perf_counter() - start:.1f} s", flush=True)
+    root = repo_root()
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [
+        str(jupyter_book),
+        "build",
+        str(root),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+    ]
+    subprocess.run(command, cwd=root, check=True)
+    index = root / "_build" / "html" / "index.html"
+    print(f"\nThe book is built: open {index}")
+    return index
+
+
+def notebook_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``nsf`` and ``papermill`` metadata of an executed notebook."""
+    meta = json.loads(Path(path).read_text())["metadata"]
+    return {"nsf": meta.get("nsf", {}), "papermill": meta.get("papermill", {})}

@@ -1,0 +1,200 @@
+"""The book end to end: every chapter executed in the ci profile through ``nsf book`` (the code path
+of ``nsf run``), a strict Jupyter Book build, and the rendered site checked in headless Chromium.
+
+The build runs in a throw-away git copy of the working tree (tracked and untracked-not-ignored
+files), so the tests never touch the developer's own build, and a chapter that needs a file git
+does not know fails here as it would on a clean clone.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+from nsf import book
+from nsf.provenance import repo_root
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _nsf(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NSF_REPO_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "nsf", *args], cwd=root, env=env, capture_output=True, text=True,
+        check=check,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def clone(tmp_path_factory) -> Path:
+    """A git copy of the working tree, with the MathJax the Makefile installed."""
+    source = repo_root()
+    target = tmp_path_factory.mktemp("book") / "nsf-book"
+    files = _git(source, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        if (source / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+    mathjax = source / ".cache" / "mathjax-static"
+    if not (mathjax / "mathjax" / "tex-chtml.js").exists():
+        pytest.fail("MathJax is not installed in .cache/mathjax-static: run `make test`")
+    shutil.copytree(mathjax, target / ".cache" / "mathjax-static")
+    _git(target, "init", "-q")
+    _git(target, "add", "-A")
+    _git(target, "commit", "-qm", "snapshot")
+    return target
+
+
+@pytest.fixture(scope="session")
+def built(clone) -> dict:
+    """Run ``nsf book --profile ci`` twice; return both logs and the second run's side effects."""
+    first = _nsf(clone, "book", "--profile", "ci", "--no-progress", check=False)
+    if first.returncode != 0:
+        pytest.fail(f"nsf book failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}")
+    runs = sorted((clone / ".cache" / "chapters").glob("*/finished.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in runs}
+    second = _nsf(clone, "book", "--profile", "ci", "--no-progress")
+    return {"first": first.stdout, "second": second.stdout, "stamps": stamps}
+
+
+def test_every_chapter_executes_in_ci_profile(clone, built):
+    chapters = sorted(p.stem for p in (clone / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert chapters, "no chapter notebooks"
+    walls = {}
+    for chapter in chapters:
+        executed = clone / "book" / "chapters" / f"{chapter}.ipynb"
+        meta = json.loads(executed.read_text())["metadata"]
+        assert meta["nsf"]["profile"] == "ci"
+        assert meta["papermill"]["parameters"]["profile"] == "ci"
+        walls[chapter] = meta["nsf"]["wall_time_s"]
+    print("\nci-profile execution times (s):", json.dumps(walls))
+
+
+def test_build_leaves_tracked_files_untouched(clone, built):
+    assert _git(clone, "status", "--porcelain") == ""
+
+
+def test_second_build_reexecutes_nothing(built):
+    assert "executing" not in built["second"]
+    assert "unchanged, not re-executed" in built["second"]
+    for path, stamp in built["stamps"].items():
+        assert path.stat().st_mtime_ns == stamp, f"{path.parent.name} was executed again"
+
+
+def test_cli_refuses_unknown_parameter(clone):
+    result = _nsf(clone, "run", "01", "--profile", "ci", "-p", "no_such_parameter", "3", check=False)
+    assert result.returncode != 0
+    assert "no_such_parameter" in result.stderr
+    assert "its parameters are" in result.stderr
+
+
+def test_cli_output_records_provenance(clone, built, tmp_path):
+    out = tmp_path / "X.ipynb"
+    _nsf(clone, "run", "01", "--profile", "ci", "--output", str(out))
+    meta = json.loads(out.read_text())["metadata"]
+    commit = _git(clone, "rev-parse", "--short", "HEAD").strip()
+    assert meta["papermill"]["parameters"]["profile"] == "ci"
+    assert meta["nsf"]["commit"] == commit and meta["nsf"]["dirty"] is False
+    assert meta["nsf"]["version"] and meta["nsf"]["device"] and "wall_time_s" in meta["nsf"]
+
+
+def test_figures_are_published_at_stable_paths(clone, built):
+    figures = clone / "_build" / "html" / "_static" / "figures"
+    pngs = sorted(figures.glob("*/*.png"))
+    assert pngs, "no figure was published"
+    for png in pngs:
+        assert png.with_suffix(".pdf").exists(), f"{png.name} has no PDF twin"
+
+
+# ------------------------------------------------------------------------------ the browser
+
+
+@pytest.fixture(scope="session")
+def site(clone, built):
+    """Serve _build/html on a loopback port for the browser."""
+    html = clone / "_build" / "html"
+    handler = functools.partial(QuietHandler, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield html, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_pages_render_in_chromium(site):
+    playwright = pytest.importorskip("playwright.sync_api")
+    html, base = site
+    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html"))
+    problems: list[str] = []
+    anchors_needed: list[tuple[str, str, str]] = []
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for name in pages:
+            errors.clear()
+            page.goto(base + name, wait_until="load")
+            if page.locator(".math").count():
+                page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise")
+                page.evaluate("MathJax.startup.promise")
+                if page.locator("mjx-container").count() == 0:
+                    problems.append(f"{name}: math is not typeset")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.getAttribute('src'))"
+            )
+            problems += [f"{name}: image {src} did not load" for src in broken]
+            problems += [f"{name}: console error: {e}" for e in errors]
+            for href in page.evaluate("Array.from(document.querySelectorAll('a[href]'))"
+                                      ".map(a => a.getAttribute('href'))"):  # fmt: skip
+                url = urlparse(urljoin(base + name, href))
+                if url.scheme not in ("http", "https") or not (base + name).startswith(
+                    f"{url.scheme}://{url.netloc}"
+                ):
+                    continue  # external or mailto: not ours to check offline
+                target = html / unquote(url.path).lstrip("/")
+                if target.is_dir():
+                    target = target / "index.html"
+                if not target.exists():
+                    problems.append(f"{name}: link {href} points to a missing file")
+                elif url.fragment and target.suffix == ".html":
+                    anchors_needed.append((name, href, url.fragment))
+        browser.close()
+    for name, href, fragment in anchors_needed:
+        target = (html / name).parent / href.split("#")[0] if href.split("#")[0] else html / name
+        text = target.resolve().read_text(errors="replace")
+        if f'id="{fragment}"' not in text:
+            problems.append(f"{name}: link {href} has no anchor #{fragment}")
+    assert not problems, "\n".join(problems)
+    assert len(pages) >= 6

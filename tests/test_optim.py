@@ -1,0 +1,394 @@
+"""The unified rule (paper Sec. 3.1, Eq. 3) against torch.optim at its endpoints (SPEC 1.8) and
+against an independent float64 reference between them."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nsf import NSF, PScheduler, schedules
+
+STEPS = 60
+
+
+def mlp(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)
+    ).double()
+
+
+def train_pair(make_a, make_b, steps: int = STEPS, schedulers=(None, None), seed: int = 0):
+    """Train two copies of one MLP on one random data stream; return both parameter lists."""
+    model_a, model_b = mlp(seed), mlp(seed)
+    opt_a, opt_b = make_a(model_a.parameters()), make_b(model_b.parameters())
+    sched_a = schedulers[0](opt_a) if schedulers[0] else None
+    sched_b = schedulers[1](opt_b) if schedulers[1] else None
+    gen = torch.Generator().manual_seed(seed + 1)
+    for _ in range(steps):
+        x = torch.randn(32, 6, generator=gen, dtype=torch.float64)
+        y = torch.randn(32, 3, generator=gen, dtype=torch.float64)
+        for model, opt, sched in ((model_a, opt_a, sched_a), (model_b, opt_b, sched_b)):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    return list(model_a.parameters()), list(model_b.parameters())
+
+
+def assert_close(params_a, params_b, rtol=1e-10, atol=1e-12):
+    for a, b in zip(params_a, params_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+def max_rel_diff(params_a, params_b) -> float:
+    return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(params_a, params_b))
+
+
+# ---------------------------------------------------------------- endpoints (SPEC 1.8 T1-T7)
+
+LR, B1, B2, EPS, WD = 3e-3, 0.9, 0.99, 1e-8, 1e-2
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_p_half_is_adam(foreach, amsgrad):
+    """T1/T1c: p = 1/2, ema, bias correction, eps outside, coupled wd == torch.optim.Adam."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=LR, p=0.5, betas=(B1, B2), eps=EPS, weight_decay=WD,
+                       amsgrad=amsgrad, foreach=foreach),
+        lambda ps: torch.optim.Adam(ps, lr=LR, betas=(B1, B2), eps=EPS, weight_decay=WD,
+                                    amsgrad=amsgrad),
+    )  # fmt: skip
+    assert_close(a, b)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_p_half_decoupled_is_adamw(foreach):
+    """T1b: decoupled weight decay at p = 1/2 == torch.optim.AdamW; coupled decay is not."""
+    make = lambda decoupled: lambda ps: NSF(  # noqa: E731
+        ps, lr=LR, p=0.5, betas=(B1, B2), eps=EPS, weight_decay=0.1,
+        decoupled_weight_decay=decoupled, foreach=foreach,
+    )  # fmt: skip
+    adamw = lambda ps: torch.optim.AdamW(ps, lr=LR, betas=(B1, B2), eps=EPS, weight_decay=0.1)  # noqa: E731
+    assert_close(*train_pair(make(True), adamw))
+    assert max_rel_diff(*train_pair(make(False), adamw)) > 1e-6
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_p_zero_heavy_ball_is_sgd(foreach):
+    """T2: p = 0, heavy ball, eps = 0 == torch.optim.SGD(momentum=beta1, weight_decay)."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=0.05, p=0.0, betas=(B1, B2), eps=0.0, weight_decay=WD,
+                       momentum="heavy_ball", foreach=foreach),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=B1, weight_decay=WD),
+    )  # fmt: skip
+    assert_close(a, b)
+
+
+def test_p_zero_eps_outside_differs_from_sgd_by_one_plus_eps():
+    """T2 note: with eps = 1e-8 outside, each p = 0 step is scaled by 1/(1+eps), ~1e-8 relative."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=0.05, p=0.0, eps=1e-8, momentum="heavy_ball"),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=B1),
+    )
+    assert 1e-11 < max_rel_diff(a, b) < 1e-7
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_p_half_without_momentum_or_correction_is_rmsprop(foreach):
+    """T7: p = 1/2, beta1 = 0, no bias correction == torch.optim.RMSprop(alpha=beta2)."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=LR, p=0.5, betas=(0.0, B2), eps=EPS, bias_correction=False,
+                       foreach=foreach),
+        lambda ps: torch.optim.RMSprop(ps, lr=LR, alpha=B2, eps=EPS),
+    )  # fmt: skip
+    assert_close(a, b)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_eq3_literal_p_zero_is_sgd_with_time_varying_rate(foreach):
+    """T4: Eq. 3 literal at p = 0 (ema + bias correction, eps = 0) is heavy-ball SGD with the
+    rate eta*(1-beta1)/(1-beta1^t): a 'reverse warm-up' (SPEC 1.8, note 2)."""
+    eta = 0.05
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=eta, p=0.0, betas=(B1, B2), eps=0.0, foreach=foreach),
+        lambda ps: torch.optim.SGD(ps, lr=eta * (1 - B1), momentum=B1),
+        schedulers=(
+            None,
+            lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda j: 1 / (1 - B1 ** (j + 1))),
+        ),
+    )
+    assert_close(a, b)
+
+
+# ------------------------------------------------- between the endpoints: float64 reference
+
+
+def reference_eq3(grads_fn, theta0, steps, *, lr, p_of_t, betas, eps, momentum, bias_correction,
+                  eps_mode, update_norm, weight_decay):  # fmt: skip
+    """Eq. 3 written out element-wise in NumPy, independent of nsf.optim (SPEC 1.7)."""
+    theta = [t.copy() for t in theta0]
+    m = [np.zeros_like(t) for t in theta]
+    v = [np.zeros_like(t) for t in theta]
+    b1, b2 = betas
+    for t in range(1, steps + 1):
+        p = p_of_t(t - 1)
+        grads = grads_fn(theta)
+        for i in range(len(theta)):
+            g = grads[i] + weight_decay * theta[i]
+            m[i] = b1 * m[i] + (1 - b1) * g if momentum == "ema" else b1 * m[i] + g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat = m[i] / (1 - b1**t) if (bias_correction and momentum == "ema") else m[i]
+            v_hat = v[i] / (1 - b2**t) if bias_correction else v[i]
+            with np.errstate(divide="ignore"):
+                den = v_hat**p + eps if eps_mode == "outside" else (v_hat + eps) ** p
+            u = m_hat / den
+            if update_norm == "rms_matched":
+                u0 = m_hat / (1 + eps) if eps_mode == "outside" else m_hat
+                if np.linalg.norm(u) > 0:
+                    u = u * np.linalg.norm(u0) / np.linalg.norm(u)
+            theta[i] = theta[i] - lr * u
+    return theta
+
+
+def quadratic_problem(seed=0):
+    """A fixed ill-conditioned least-squares problem with gradients spanning many scales."""
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 4), (7,)]
+    targets = [rng.normal(size=s) * 10.0 ** rng.uniform(-3, 1, size=s) for s in shapes]
+    scales = [10.0 ** rng.uniform(-2, 1, size=s) for s in shapes]
+
+    def grads_fn(theta):
+        return [c * (t - y) for t, y, c in zip(theta, targets, scales)]
+
+    theta0 = [rng.normal(size=s) for s in shapes]
+    return grads_fn, theta0
+
+
+CONFIGS = [
+    dict(p=-0.25), dict(p=0.125), dict(p=0.75), dict(p=-0.25, eps_mode="inside", eps=1e-3),
+    dict(p=0.125, momentum="heavy_ball"), dict(p=0.75, bias_correction=False),
+    dict(p=-0.25, update_norm="rms_matched"), dict(p=0.125, weight_decay=0.05),
+    dict(p=schedules.pulse_tidal(-0.05, 7, 0.25, -0.15, 5)),
+    dict(p=schedules.tidal(0.0, 0.5, 11), eps_mode="inside", update_norm="rms_matched"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
+)
+def test_matches_float64_reference(config, foreach):
+    """Between the endpoints (and under switching schedules) NSF equals Eq. 3 to 1e-10."""
+    config = dict(config)
+    p = config.pop("p")
+    schedule = p if callable(p) else schedules.constant(p)
+    kw = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, momentum="ema", bias_correction=True,
+              eps_mode="outside", update_norm=None, weight_decay=0.0) | config  # fmt: skip
+    grads_fn, theta0 = quadratic_problem()
+    expected = reference_eq3(grads_fn, theta0, 50, p_of_t=schedule, **kw)
+
+    params = [torch.tensor(t, requires_grad=True) for t in theta0]
+    opt = NSF(params, foreach=foreach, **kw)
+    sched = PScheduler(opt, schedule)
+    for _ in range(50):
+        for param, g in zip(params, grads_fn([q.detach().numpy() for q in params])):
+            param.grad = torch.from_numpy(g)
+        opt.step()
+        sched.step()
+    for param, ref in zip(params, expected):
+        np.testing.assert_allclose(param.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_scale_law():
+    """T9: with eps = 0 and no weight decay, scaling every gradient by c scales the step by
+    c^(1-2p) exactly (SPEC 1.5)."""
+    for p in (-0.25, 0.0, 0.3, 0.75):
+        steps = []
+        for c in (1.0, 10.0):
+            theta = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+            opt = NSF([theta], lr=1.0, p=p, eps=0.0)
+            theta.grad = c * torch.tensor([1e-3, -2e-2, 0.5, 3.0], dtype=torch.float64)
+            opt.step()
+            steps.append(theta.detach().clone())
+        torch.testing.assert_close(steps[1], steps[0] * 10.0 ** (1 - 2 * p), rtol=1e-12, atol=0)
+
+
+# ------------------------------------------------------------------- paths, resume, safety
+
+FOREACH_CONFIGS = [
+    dict(p=-0.15), dict(p=0.5), dict(p=0.0), dict(p=0.0, eps_mode="inside"),
+    dict(p=0.3, amsgrad=True, weight_decay=0.01), dict(p=-0.4, momentum="heavy_ball"),
+    dict(p=0.2, update_norm="rms_matched"),
+    dict(p=0.6, decoupled_weight_decay=True, weight_decay=0.1),
+    dict(p=-0.2, maximize=True), dict(p=0.25, eps_mode="inside", bias_correction=False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", FOREACH_CONFIGS, ids=str)
+def test_foreach_equals_single_tensor(config):
+    """The multi-tensor path computes exactly what the single-tensor path computes."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=1e-3, foreach=True, **config),
+        lambda ps: NSF(ps, lr=1e-3, foreach=False, **config),
+    )
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_foreach_is_the_default():
+    model = mlp()
+    opt = NSF(model.parameters())
+    assert opt.param_groups[0]["foreach"] is None  # None resolves to the foreach path
+    calls = []
+    original = torch._foreach_addcdiv_
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    torch._foreach_addcdiv_ = spy
+    try:
+        model(torch.randn(2, 6, dtype=torch.float64)).sum().backward()
+        opt.step()
+    finally:
+        torch._foreach_addcdiv_ = original
+    assert calls
+
+
+def test_p_per_group_and_changing_every_step():
+    """Each group uses its own p; a PScheduler with one schedule per group writes each."""
+    a = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = NSF([{"params": [a], "p": 0.5}, {"params": [b], "p": -0.25}], lr=0.1)
+    sched = PScheduler(opt, [schedules.constant(0.5), schedules.alternating(0.25, -0.15, 1)])
+    seen = []
+    for _ in range(4):
+        seen.append(sched.get_last_p())
+        a.grad = torch.full_like(a, 0.01)
+        b.grad = torch.full_like(b, 0.01)
+        opt.step()
+        sched.step()
+    assert seen == [[0.5, 0.25], [0.5, -0.15], [0.5, 0.25], [0.5, -0.15]]
+    # Adam-like group: constant gradient, bias-corrected, |step| = lr * g/(|g| + eps) ~ lr.
+    torch.testing.assert_close(a.detach(), torch.full_like(a, -0.4), rtol=1e-5, atol=0)
+
+
+def pulse_tidal_run(steps, split=None):
+    """Train with a pulse-tidal schedule; with ``split``, checkpoint there and finish in fresh
+    objects loaded with weights_only=True."""
+    model = mlp(3).float()
+    schedule = schedules.pulse_tidal(-0.05, 5, 0.25, -0.15, 4)
+
+    def make(m):
+        opt = NSF(m.parameters(), lr=1e-2, momentum="heavy_ball", weight_decay=5e-4, amsgrad=True)
+        return opt, PScheduler(opt, schedule)
+
+    opt, sched = make(model)
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 6, generator=gen), torch.randn(16, 3, generator=gen))
+            for _ in range(steps)]  # fmt: skip
+    for i, (x, y) in enumerate(data):
+        if i == split:
+            buffer = io.BytesIO()
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict()}, buffer)  # fmt: skip
+            buffer.seek(0)
+            state = torch.load(buffer, weights_only=True)
+            model = mlp(99).float()  # different init: everything must come from the checkpoint
+            opt, sched = make(model)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        sched.step()
+    return [q.detach() for q in model.parameters()], sched.get_last_p()
+
+
+def test_resume_is_bit_identical():
+    full, p_full = pulse_tidal_run(30)
+    resumed, p_resumed = pulse_tidal_run(30, split=13)
+    assert p_full == p_resumed
+    for x, y in zip(full, resumed):
+        assert torch.equal(x, y)
+
+
+def test_negative_p_with_zero_second_moment_is_finite():
+    """p < 0 and v^ = 0 gives v^^p = inf and a zero step, not NaN (SPEC 1.7)."""
+    for foreach in (False, True):
+        for eps_mode, eps in (("outside", 1e-8), ("outside", 0.0), ("inside", 0.0)):
+            theta = torch.ones(5, requires_grad=True)
+            opt = NSF([theta], lr=0.1, p=-0.5, eps=eps, eps_mode=eps_mode, foreach=foreach)
+            for _ in range(3):
+                theta.grad = torch.tensor([0.0, 0.0, 1e-30, 1.0, -2.0])  # 1e-30**2 underflows
+                opt.step()
+            assert torch.isfinite(theta).all(), (foreach, eps_mode, eps, theta)
+            assert torch.equal(theta[:3].detach(), torch.ones(3))
+
+
+def test_rms_matched_keeps_the_p0_step_size():
+    """update_norm='rms_matched': per tensor, ||step|| equals the p = 0 step's norm."""
+    theta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    base = theta.detach().clone()
+    opt = NSF([theta], lr=1.0, p=-0.4, eps=0.0, update_norm="rms_matched")
+    g = torch.tensor([1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0], dtype=torch.float64)
+    theta.grad = g
+    opt.step()
+    step = theta.detach() - base
+    torch.testing.assert_close(step.norm(), g.norm(), rtol=1e-12, atol=0)
+    assert not torch.allclose(step / step.norm(), -g / g.norm())  # direction did change
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        (dict(p=math.nan), "p"), (dict(p=math.inf), "p"), (dict(lr=-1e-3), "lr"),
+        (dict(eps=-1e-8), "eps"), (dict(betas=(1.0, 0.999)), "betas[0]"),
+        (dict(betas=(0.9, -0.1)), "betas[1]"), (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(momentum="nesterov"), "momentum"), (dict(eps_mode="middle"), "eps_mode"),
+        (dict(update_norm="l2"), "update_norm"),
+    ],
+)  # fmt: skip
+def test_bad_hyperparameters_are_refused(kwargs, named):
+    with pytest.raises(ValueError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        NSF(mlp().parameters(), **kwargs)
+
+
+def test_bad_group_is_refused():
+    with pytest.raises(ValueError, match="p must be a finite"):
+        NSF([{"params": mlp().parameters(), "p": math.nan}])
+
+
+def test_non_finite_p_written_later_is_refused_at_step():
+    model = mlp()
+    opt = NSF(model.parameters())
+    opt.param_groups[0]["p"] = math.inf
+    model(torch.randn(2, 6, dtype=torch.float64)).sum().backward()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['p'\]"):
+        opt.step()
+
+
+def test_state_dict_round_trip_keeps_hyperparameters():
+    model = mlp()
+    opt = NSF(model.parameters(), p=-0.15, momentum="heavy_ball", eps_mode="inside", amsgrad=True)
+    model(torch.randn(2, 6, dtype=torch.float64)).sum().backward()
+    opt.step()
+    fresh = NSF(mlp().parameters())
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert fresh.param_groups[0]["p"] == -0.15
+    assert fresh.param_groups[0]["momentum"] == "heavy_ball"
+    state = fresh.state_dict()["state"][0]
+    assert set(state) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    assert state["step"].item() == 1
