@@ -158,6 +158,10 @@ def execute_chapter(
                 os.environ.pop("NSF_FIGURE_DIR", None)
             else:
                 os.environ["NSF_FIGURE_DIR"] = env_before
+        for cell in nb.cells:  # the book shows the parameter table; hide papermill's cell
+            tags = cell.metadata.get("tags", [])
+            if "injected-parameters" in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
         commit, dirty = git_commit()
         nb.metadata["nsf"] = {
             "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,

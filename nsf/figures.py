@@ -101,11 +101,11 @@ class Chapter:
         ]
         return pd.DataFrame(rows).set_index("parameter")
 
-    def savefig(self, fig: plt.Figure, label: str, caption: str) -> Path:
+    def savefig(self, fig: plt.Figure, label: str, caption: str) -> None:
         """Write ``fig`` as PNG and PDF, display it as a numbered figure, close it.
 
-        Returns the PNG's path. The caption should say what to look at; the provenance line and a
-        link to the PDF are appended.
+        The caption should say what to look at; the provenance line and a link to the PDF are
+        appended.
         """
         if not label.replace("_", "").isalnum():
             raise ValueError(f"figure label {label!r} must be letters, digits and underscores")
@@ -124,7 +124,6 @@ class Chapter:
                 f"*{self.provenance} · {{download}}`PDF <{src[:-4]}.pdf>`*\n```"
             )
         )
-        return png
 
     def glue(self, key: str, value: Any, display: bool = False) -> None:
         """Glue ``value`` under ``<chapter>_<key>`` for ``{glue:}`` references in the book."""

@@ -787,7 +787,8 @@ def row_summary(kappa: pd.DataFrame) -> pd.DataFrame:
     """Per row, ours vs the paper: RMS and max |difference|, mean kappa, and the direction in k.
 
     ``rho_*`` is Spearman's rank correlation of kappa_k with log k (> 0: high-pass, larger kappa at
-    high k; < 0: low-pass), ``slope_*`` the OLS slope of kappa_k on log2 k. Rows are matched by
+    high k; < 0: low-pass; NaN for a row flat to 1e-6), ``slope_*`` the OLS slope of kappa_k on
+    log2 k. Rows are matched by
     position (:func:`paper_comparison`).
     """
     import pandas as pd
@@ -800,8 +801,9 @@ def row_summary(kappa: pd.DataFrame) -> pd.DataFrame:
     out["rms_diff"] = np.sqrt(((ours - paper) ** 2).mean(axis=1))
     out["max_abs_diff"] = np.abs(ours - paper).max(axis=1)
     out["mean_ours"], out["mean_paper"] = ours.mean(axis=1), paper.mean(axis=1)
-    out["rho_ours"] = [_spearman(r, log2k) for r in ours]
-    out["rho_paper"] = [_spearman(r, log2k) for r in paper]
+    flat = lambda r: np.ptp(r) < 1e-6  # noqa: E731  (a constant row has no direction)
+    out["rho_ours"] = [np.nan if flat(r) else _spearman(r, log2k) for r in ours]
+    out["rho_paper"] = [np.nan if flat(r) else _spearman(r, log2k) for r in paper]
     out["slope_ours"] = np.polyfit(log2k, ours.T, 1)[0]
     out["slope_paper"] = np.polyfit(log2k, paper.T, 1)[0]
     return out
