@@ -158,10 +158,7 @@ def execute_chapter(
                 os.environ.pop("NSF_FIGURE_DIR", None)
             else:
                 os.environ["NSF_FIGURE_DIR"] = env_before
-        for cell in nb.cells:  # the book shows the parameter table; hide papermill's cell
-            tags = cell.metadata.get("tags", [])
-            if "injected-parameters" in tags:
-                cell.metadata["tags"] = [*tags, "remove-cell"]
+        _tag_for_reading(nb)
         commit, dirty = git_commit()
         nb.metadata["nsf"] = {
             "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,
@@ -175,6 +172,17 @@ def execute_chapter(
         atomic_write_bytes(output, executed.read_bytes())
         return output
     return executed
+
+
+def _tag_for_reading(nb: Any) -> None:
+    """Book-only cell tags: papermill's injected cell is removed (the chapter prints its parameter
+    table), and plotting code is folded behind a toggle so the page reads as figures and prose."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        elif cell.cell_type == "code" and ".savefig(" in cell.source:
+            cell.metadata["tags"] = [*tags, "hide-input"]
 
 
 def _default_seed(nb: Any) -> Any:

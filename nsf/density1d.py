@@ -76,7 +76,7 @@ class DensityDemo:
 
     Attributes:
         p_values: the second-moment exponents (rows of Fig. 4); non-empty, finite, each < 1.
-        alphas: density slopes (columns of Fig. 4); for the linear density each |alpha| < 2.
+        alphas: density slopes (columns of Fig. 4); for the linear density each ``|alpha|`` < 2.
         eta: the learning rate, one value for every p (> 0).
         eps: the stabiliser (>= 0); ``eps_mode`` puts it inside or outside the power.
         steps: iterations T (>= 1).
@@ -197,7 +197,7 @@ def midpoint_grid(n: int) -> np.ndarray:
 def density(x: np.ndarray, alpha: float | np.ndarray, form: str = "linear") -> np.ndarray:
     r"""The sample density rho(x) with slope alpha (Sec. 4.2.1; SPEC section 6.2, assumed form).
 
-    ``"linear"``: :math:`\rho = 1 + \alpha(x - \tfrac12)`, positive for |alpha| < 2;
+    ``"linear"``: :math:`\rho = 1 + \alpha(x - \tfrac12)`, positive for ``|alpha|`` < 2;
     ``"exponential"``: :math:`\rho = \alpha e^{\alpha x}/(e^\alpha - 1)` (1 at alpha = 0). Both have
     unit mass on [0, 1]; alpha > 0 puts more samples near x = 1. ``alpha`` broadcasts against ``x``
     (pass ``alpha[:, None]`` for a table). Returns rho with the broadcast shape.
@@ -458,10 +458,10 @@ def decay_comparison(
     r"""Simulated vs closed-form early decay, -log|e_n/e_0| at every n <= ``steps`` (SPEC D-4).
 
     Runs the iteration of ``config`` with learning rate ``eta`` for ``steps`` steps and compares at
-    the grid points with |e0| > ``min_e0`` (where e is well away from its zeros). Returns arrays
+    the grid points with ``|e0|`` > ``min_e0`` (where e is well away from its zeros). Returns arrays
     ``n`` (S,), ``mask`` (N,), ``simulated``, ``discrete``, ``continuous`` (each (P, A, S, N), the
     decay -log|e_n/e_0|), and ``rel_error`` (P, A): max over n and masked points of
-    |simulated - discrete| / |simulated|.
+    ``|simulated - discrete|`` / ``|simulated|``.
     """
     cfg = DensityDemo(**{**config.__dict__, "eta": eta, "steps": steps,
                          "checkpoints": tuple(range(1, steps + 1))})  # fmt: skip
@@ -496,7 +496,7 @@ def check_d4(
     """D-4: the closed form (14) matches the simulated early decay within ``tol`` (SPEC 6.5).
 
     Relative error of -log|e_n/e_0| against the discrete analogue of (14), max over n <= steps,
-    grid points with |e0| > min_e0, every p and alpha.
+    grid points with ``|e0|`` > min_e0, every p and alpha.
     """
     comp = decay_comparison(config, eta=eta, steps=steps, min_e0=min_e0)
     worst = float(comp["rel_error"].max())
@@ -517,7 +517,7 @@ class DensityChecks:
     Attributes: ``demo``; ``d1_tol`` (D-1 spread bound); ``d2_floor`` (D-2 ignores checkpoints
     where every fRMSE is below it); ``d3_checkpoint`` (D-3's early checkpoint, one of the demo's);
     ``d4_eta``, ``d4_steps``, ``d4_min_e0``, ``d4_tol`` (D-4's small learning rate, steps, grid
-    points with |e0| above ``d4_min_e0``, and tolerance).
+    points with ``|e0|`` above ``d4_min_e0``, and tolerance).
     """
 
     demo: DensityDemo

@@ -77,8 +77,8 @@ class Chapter:
         self.param_hash = config_hash(self.params, length=8)
         commit, dirty = git_commit()
         self.commit = commit + ("+dirty" if dirty else "")
-        self._figures = 0
         set_theme()
+        pd.set_option("display.max_colwidth", None)  # parameter sources are read in full
 
     @property
     def provenance(self) -> str:
@@ -115,7 +115,6 @@ class Chapter:
         fig.savefig(png)
         fig.savefig(pdf)
         plt.close(fig)
-        self._figures += 1
         src = f"/book/_static/figures/{self.name}/{label}.png"  # where `nsf book` publishes it
         display(
             Markdown(

@@ -57,6 +57,7 @@ __all__ = [
     "DecayFit",
     "SpectralRun",
     "SpectralSetup",
+    "UnstableStepError",
     "amplitudes",
     "claim_checks",
     "coupling_matrix",
@@ -86,7 +87,7 @@ __all__ = [
 #: Target amplitude profiles A_k of y(x) = sum_k A_k sin(k pi x) (SPEC section 5.1, [assumed]).
 #: "linear" is a taper from 1 to 1/K over the K keys in their order.
 AMPLITUDE_PROFILES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "k^-0.5": lambda k: k ** -0.5,
+    "k^-0.5": lambda k: k**-0.5,
     "1/k": lambda k: 1.0 / k,
     "linear": lambda k: np.linspace(1.0, 1.0 / len(k), len(k)),
 }
@@ -100,6 +101,17 @@ _FLOOR = 1e-300  # |a_k| is floored here before the log (SPEC section 5.1)
 
 def _bad(name: str, value: Any, why: str) -> ValueError:
     return ValueError(f"{name}={value!r} is refused: {why}")
+
+
+class UnstableStepError(ValueError):
+    """The explicit Euler step cannot be shown stable (see :func:`stability_rate_bound`)."""
+
+
+def _as_number(name: str, value: Any, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise _bad(name, value, "it must be a number") from None
 
 
 @dataclass(frozen=True)
@@ -149,52 +161,83 @@ class SpectralSetup:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         keys = self.keys
         if isinstance(keys, (int, np.integer)) or len(tuple(keys)) == 0:
-            raise _bad("keys", keys, "give a non-empty list of mode numbers, e.g. [1, 2, 4, 8, 16, 32]")
+            raise _bad(
+                "keys", keys, "give a non-empty list of mode numbers, e.g. [1, 2, 4, 8, 16, 32]"
+            )
         if any(int(k) != k or k < 1 for k in keys) or len(set(keys)) != len(tuple(keys)):
             raise _bad("keys", keys, "mode numbers must be distinct positive integers")
         set_("keys", tuple(int(k) for k in keys))
         if isinstance(self.amps, str):
             if self.amps not in AMPLITUDE_PROFILES:
-                raise _bad("amps", self.amps, f"use one of {sorted(AMPLITUDE_PROFILES)} or one number per key")
+                raise _bad(
+                    "amps",
+                    self.amps,
+                    f"use one of {sorted(AMPLITUDE_PROFILES)} or one number per key",
+                )
         else:
             amps = tuple(float(a) for a in self.amps)
             if len(amps) != len(self.keys) or not all(math.isfinite(a) for a in amps):
-                raise _bad("amps", self.amps, f"give {len(self.keys)} finite numbers, one per key {self.keys}")
+                raise _bad(
+                    "amps",
+                    self.amps,
+                    f"give {len(self.keys)} finite numbers, one per key {self.keys}",
+                )
             set_("amps", amps)
         for name in ("dt", "c", "eta", "eps", "amp_scale"):
-            value = float(getattr(self, name))
+            value = _as_number(name, getattr(self, name), float)
             if not (math.isfinite(value) and value > 0):
-                raise _bad(name, getattr(self, name), "it must be a finite number > 0 "
-                           f"(default {getattr(SpectralSetup, name)})")
+                raise _bad(
+                    name,
+                    getattr(self, name),
+                    f"it must be a finite number > 0 (default {getattr(SpectralSetup, name)})",
+                )
             set_(name, value)
         for name in ("N", "steps", "record_every"):
             value = getattr(self, name)
-            if int(value) != value or value < 1:
+            if isinstance(value, bool) or _as_number(name, value, float) != int(value) or value < 1:
                 raise _bad(name, value, "it must be a positive integer")
             set_(name, int(value))
-        if self.N < 2 * max(self.keys) + 2:
-            raise _bad("N", self.N, f"a grid must have > 2 * max(keys) = {2 * max(self.keys)} points "
-                       "to resolve the highest mode; raise N")
+        if 2 * max(self.keys) + 2 > self.N:
+            raise _bad(
+                "N",
+                self.N,
+                f"a grid must have > 2 * max(keys) = {2 * max(self.keys)} points "
+                "to resolve the highest mode; raise N",
+            )
         if self.record_every > self.steps:
             raise _bad("record_every", self.record_every, f"it exceeds steps={self.steps}")
-        for name, allowed in (("grid", ("linspace", "midpoint")), ("G_mode", ("grad2", "err2")),
-                              ("integrator", ("euler", "exponential")), ("fit_variable", ("t", "tau")),
-                              ("tau_mode", ("power_of_mean", "mean_of_power"))):
+        for name, allowed in (
+            ("grid", ("linspace", "midpoint")),
+            ("G_mode", ("grad2", "err2")),
+            ("integrator", ("euler", "exponential")),
+            ("fit_variable", ("t", "tau")),
+            ("tau_mode", ("power_of_mean", "mean_of_power")),
+        ):
             if getattr(self, name) not in allowed:
                 raise _bad(name, getattr(self, name), f"use one of {allowed}")
         set_("G_integral", bool(self.G_integral))
         window = tuple(float(w) for w in self.fit_window)
         t_end = self.steps * self.dt
-        if len(window) != 2 or not all(math.isfinite(w) for w in window) or not window[0] < window[1]:
+        if (
+            len(window) != 2
+            or not all(math.isfinite(w) for w in window)
+            or not window[0] < window[1]
+        ):
             raise _bad("fit_window", self.fit_window, "give [t_a, t_b] with t_a < t_b")
         if window[0] < 0 or window[1] > t_end * (1 + 1e-12):
-            raise _bad("fit_window", self.fit_window,
-                       f"it lies outside the simulated time [0, steps*dt] = [0, {t_end:g}]; "
-                       f"raise steps to >= {math.ceil(window[1] / self.dt - 1e-9)} or shorten the window")
+            raise _bad(
+                "fit_window",
+                self.fit_window,
+                f"it lies outside the simulated time [0, steps*dt] = [0, {t_end:g}]; "
+                f"raise steps to >= {math.ceil(window[1] / self.dt - 1e-9)} or shorten the window",
+            )
         set_("fit_window", window)
         if np.count_nonzero(self._window_mask()) < 3:
-            raise _bad("fit_window", self.fit_window, "it holds fewer than 3 recorded points; "
-                       "widen it or lower record_every")
+            raise _bad(
+                "fit_window",
+                self.fit_window,
+                "it holds fewer than 3 recorded points; widen it or lower record_every",
+            )
 
     @property
     def t_end(self) -> float:
@@ -211,9 +254,11 @@ class SpectralSetup:
         return (t >= self.fit_window[0] - tol) & (t <= self.fit_window[1] + tol)
 
     @property
-    def G_scale(self) -> float:
-        """The factor s in G += s * e^2 per step: c^2 (grad2) or 1 (err2), times dt if G_integral."""
-        return (self.c**2 if self.G_mode == "grad2" else 1.0) * (self.dt if self.G_integral else 1.0)
+    def g_scale(self) -> float:
+        """s in G += s * e^2 per step: c^2 (grad2) or 1 (err2), times dt if G_integral."""
+        return (self.c**2 if self.G_mode == "grad2" else 1.0) * (
+            self.dt if self.G_integral else 1.0
+        )
 
     def replace(self, **changes: Any) -> SpectralSetup:
         """A copy with ``changes`` applied (and validated)."""
@@ -223,8 +268,10 @@ class SpectralSetup:
 def _setup(setup: SpectralSetup | None, overrides: Mapping[str, Any]) -> SpectralSetup:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(SpectralSetup)}
     if unknown:
-        raise ValueError(f"unknown setup parameters {sorted(unknown)}; "
-                         f"known: {[f.name for f in dataclasses.fields(SpectralSetup)]}")
+        raise ValueError(
+            f"unknown setup parameters {sorted(unknown)}; "
+            f"known: {[f.name for f in dataclasses.fields(SpectralSetup)]}"
+        )
     setup = setup or SpectralSetup()
     return setup.replace(**overrides) if overrides else setup
 
@@ -234,7 +281,9 @@ def _setup(setup: SpectralSetup | None, overrides: Mapping[str, Any]) -> Spectra
 # --------------------------------------------------------------------------------------------
 
 
-def amplitudes(keys: Sequence[int] = SpectralSetup.keys, amps: str | Sequence[float] = "k^-0.5") -> np.ndarray:
+def amplitudes(
+    keys: Sequence[int] = SpectralSetup.keys, amps: str | Sequence[float] = "k^-0.5"
+) -> np.ndarray:
     """The target amplitudes A_k, one per key (SPEC section 5.1; ``amps`` as in SpectralSetup)."""
     k = np.asarray(keys, dtype=float)
     if isinstance(amps, str):
@@ -249,8 +298,12 @@ def grid_points(N: int = 1024, grid: str = "linspace") -> np.ndarray:
     return (np.arange(N) + 0.5) / N
 
 
-def sine_basis(keys: Sequence[int] = SpectralSetup.keys, N: int = 1024, grid: str = "linspace",
-               orthonormalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def sine_basis(
+    keys: Sequence[int] = SpectralSetup.keys,
+    N: int = 1024,
+    grid: str = "linspace",
+    orthonormalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     r"""(x, Phi): the sine basis :math:`\phi_k=\sqrt2\sin(k\pi x)` on the grid, shape [N, K].
 
     Paper Eq. 9 (SPEC section 4.4). Integrals are grid means, :math:`\langle u,v\rangle_N
@@ -289,9 +342,12 @@ def paper_family(p_scale: float = 0.5) -> tuple[list[float], list[list[float]]]:
     return [-a, -a / 2, 0.0, a / 2, a], [[-a, a], [0.0, a], [-a, 0.0]]
 
 
-def table_schedules(p_constant: Sequence[float] | None = None,
-                    tidal_ranges: Sequence[Sequence[float]] | None = None,
-                    period: float = 0.5, phase: float = 0.0) -> dict[str, Callable]:
+def table_schedules(
+    p_constant: Sequence[float] | None = None,
+    tidal_ranges: Sequence[Sequence[float]] | None = None,
+    period: float = 0.5,
+    phase: float = 0.0,
+) -> dict[str, Callable]:
     """name -> p schedule for a table: the constants, then the cosine tidal ranges (Eqs. 6-7).
 
     Defaults are the paper's rows with A = 0.5 (:func:`paper_family`). A range [p_min, p_max]
@@ -306,7 +362,9 @@ def table_schedules(p_constant: Sequence[float] | None = None,
     for rng in tidal_ranges:
         lo, hi = (float(v) for v in rng)
         if not lo <= hi:
-            raise _bad("tidal_ranges", list(rng), "each range is [p_min, p_max] with p_min <= p_max")
+            raise _bad(
+                "tidal_ranges", list(rng), "each range is [p_min, p_max] with p_min <= p_max"
+            )
         out[f"tidal [{lo:g}, {hi:g}]"] = tidal((hi + lo) / 2, (hi - lo) / 2, period, phase)
     return out
 
@@ -336,12 +394,12 @@ def stability_rate_bound(setup: SpectralSetup, p: np.ndarray, e0_max: float) -> 
 
     While every Euler factor :math:`1-dt\,r` lies in (0, 1], :math:`|e(x,t)|\le|e_0(x)|`, so
     :math:`0\le G\le G_{\max}=s\,n\,e_{0,\max}^2` with s the per-step G increment factor
-    (:attr:`SpectralSetup.G_scale`) and n the number of steps. As :math:`z^{-p}` is monotone in
+    (:attr:`SpectralSetup.g_scale`) and n the number of steps. As :math:`z^{-p}` is monotone in
     z, the rate is at most :math:`c\eta\max_p\max(\epsilon^{-p},(G_{\max}+\epsilon)^{-p})`
     (:math:`\epsilon^{-p}` binds for p > 0, :math:`G_{\max}` for p < 0). If dt times this bound
     is < 1, the assumption holds by induction, so the explicit step is stable and sign-preserving.
     """
-    g_max = setup.G_scale * setup.steps * float(e0_max) ** 2
+    g_max = setup.g_scale * setup.steps * float(e0_max) ** 2
     p = np.asarray(p, dtype=float)
     bound = np.maximum(setup.eps ** (-p), (g_max + setup.eps) ** (-p))
     return float(setup.c * setup.eta * bound.max())
@@ -352,11 +410,13 @@ def _check_stability(setup: SpectralSetup, P: np.ndarray, e0: np.ndarray) -> Non
         return
     rate = stability_rate_bound(setup, P, np.abs(e0).max())
     if setup.dt * rate >= 1.0:
-        raise _bad("dt", setup.dt,
-                   f"the explicit Euler step is unstable: dt * c * eta * max (G+eps)^(-p) can reach "
-                   f"{setup.dt * rate:.3g} >= 1 (the rate bound {rate:.4g} comes from eps={setup.eps:g}, "
-                   f"p in [{P.min():g}, {P.max():g}]); use dt < {1 / rate:.3g}, a larger eps, or "
-                   "integrator='exponential'")
+        raise UnstableStepError(
+            f"dt={setup.dt!r} is refused: "
+            f"the explicit Euler step is unstable: dt * c * eta * max (G+eps)^(-p) can reach "
+            f"{setup.dt * rate:.3g} >= 1 (the rate bound {rate:.4g} comes from eps={setup.eps:g}, "
+            f"p in [{P.min():g}, {P.max():g}]); use dt < {1 / rate:.3g}, a larger eps, or "
+            "integrator='exponential'",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,13 +459,19 @@ class SpectralRun:
         return np.abs(self.a)
 
 
-def simulate(schedules: Mapping[str, Callable], initial_error: np.ndarray | None = None,
-             setup: SpectralSetup | None = None, *, track_theory: bool = True,
-             float32_rate: bool = True, **overrides: Any) -> SpectralRun:
+def simulate(
+    schedules: Mapping[str, Callable],
+    initial_error: np.ndarray | None = None,
+    setup: SpectralSetup | None = None,
+    *,
+    track_theory: bool = True,
+    float32_rate: bool = True,
+    **overrides: Any,
+) -> SpectralRun:
     r"""Integrate Eq. 5 for every schedule at once and record the mode coefficients.
 
     Paper Sec. 4.1.2, SPEC section 5.1: ``e`` and ``G`` are arrays [S, N] for the S schedules;
-    per step, :math:`G \mathrel{+}= s\,e^2` (s = :attr:`SpectralSetup.G_scale`), then
+    per step, :math:`G \mathrel{+}= s\,e^2` (s = :attr:`SpectralSetup.g_scale`), then
     :math:`e \leftarrow e - dt\,c\eta\,(G+\epsilon)^{-p(t_n)}e` (Euler) or
     :math:`e \leftarrow e\,\exp(-dt\,c\eta\,(G+\epsilon)^{-p(t_n)})` (exponential). Every
     ``record_every`` steps :math:`a_k=\langle e,\phi_k\rangle_N` is recorded, together with the
@@ -435,8 +501,11 @@ def simulate(schedules: Mapping[str, Callable], initial_error: np.ndarray | None
     else:
         e0 = np.asarray(initial_error, dtype=float)
         if e0.shape not in ((s.N,), (n_sched, s.N)) or not np.all(np.isfinite(e0)):
-            raise _bad("initial_error", f"array{e0.shape}", f"give finite values of shape ({s.N},) "
-                       f"or ({n_sched}, {s.N})")
+            raise _bad(
+                "initial_error",
+                f"array{e0.shape}",
+                f"give finite values of shape ({s.N},) or ({n_sched}, {s.N})",
+            )
     _check_stability(s, P, e0)
     x, basis = sine_basis(s.keys, s.N, s.grid)  # nothing is simulated before this line
 
@@ -454,7 +523,11 @@ def simulate(schedules: Mapping[str, Callable], initial_error: np.ndarray | None
     G_mean = np.empty((n_sched, n_rec))
     mkk = np.empty((n_sched, n_rec, len(s.keys)))
     tau_acc = np.zeros(n_sched) if track_theory else np.full(n_sched, np.nan)
-    mkk_acc = np.zeros((n_sched, len(s.keys))) if track_theory else np.full((n_sched, len(s.keys)), np.nan)
+    mkk_acc = (
+        np.zeros((n_sched, len(s.keys)))
+        if track_theory
+        else np.full((n_sched, len(s.keys)), np.nan)
+    )
     for n in range(s.steps + 1):
         if n % s.record_every == 0:
             r = n // s.record_every
@@ -465,7 +538,7 @@ def simulate(schedules: Mapping[str, Callable], initial_error: np.ndarray | None
         if n == s.steps:
             break
         np.multiply(e, e, out=w)
-        w *= s.G_scale
+        w *= s.g_scale
         G += w
         np.add(G, s.eps, out=w_fast, casting="same_kind")
         np.log(w_fast, out=w_fast)
@@ -487,9 +560,21 @@ def simulate(schedules: Mapping[str, Callable], initial_error: np.ndarray | None
             w *= -rate
             np.exp(w, out=w)
             e *= w
-    return SpectralRun(setup=s, names=tuple(schedules), keys=s.keys, x=x, basis=basis,
-                       t=s.record_times(), p=P, a=a, tau=tau, G_mean=G_mean, mkk_integral=mkk,
-                       G_final=G, e_final=e)
+    return SpectralRun(
+        setup=s,
+        names=tuple(schedules),
+        keys=s.keys,
+        x=x,
+        basis=basis,
+        t=s.record_times(),
+        p=P,
+        a=a,
+        tau=tau,
+        G_mean=G_mean,
+        mkk_integral=mkk,
+        G_final=G,
+        e_final=e,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,17 +603,24 @@ class DecayFit:
         """values [S, K] as a DataFrame: index = schedule names, columns = keys."""
         import pandas as pd
 
-        return pd.DataFrame(values, index=pd.Index(self.names, name="schedule"),
-                            columns=pd.Index(self.keys, name="k"))
+        return pd.DataFrame(
+            values,
+            index=pd.Index(self.names, name="schedule"),
+            columns=pd.Index(self.keys, name="k"),
+        )
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(kappa, r2) DataFrames, index = schedule names, columns = keys."""
         return self.frame(self.kappa), self.frame(self.r2)
 
 
-def fit_decay(run: SpectralRun, window: Sequence[float] | None = None,
-              variable: str | None = None, log_envelope: np.ndarray | None = None) -> DecayFit:
-    r"""Fit :math:`\log|a_k| \approx \alpha_k - \kappa_k\,u` by OLS over the window: the decay constants.
+def fit_decay(
+    run: SpectralRun,
+    window: Sequence[float] | None = None,
+    variable: str | None = None,
+    log_envelope: np.ndarray | None = None,
+) -> DecayFit:
+    r"""The decay constants: OLS fit of :math:`\log|a_k|\approx\alpha_k-\kappa_k u` over the window.
 
     Paper Sec. 4.1.2 ("regress log|a_k(t)| on the window"), SPEC section 5.1: u is t
     (``variable="t"``, the default) or the effective time :math:`\tau` of Eq. 8 (``"tau"``;
@@ -554,7 +646,9 @@ def fit_decay(run: SpectralRun, window: Sequence[float] | None = None,
         log_envelope = np.log(np.maximum(np.abs(run.a), _FLOOR))
     y = log_envelope[:, mask, :]  # [S, M, K]
     if variable == "tau" and not np.all(np.isfinite(run.tau)):
-        raise _bad("variable", variable, "this run did not track tau; simulate with track_theory=True")
+        raise _bad(
+            "variable", variable, "this run did not track tau; simulate with track_theory=True"
+        )
     u = np.broadcast_to(run.t[mask], y.shape[:2]) if variable == "t" else run.tau[:, mask]
     u = u[:, :, None]
     du = u - u.mean(axis=1, keepdims=True)
@@ -567,12 +661,21 @@ def fit_decay(run: SpectralRun, window: Sequence[float] | None = None,
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
     sign = np.sign(run.a[:, mask, :])
     crossings = (sign[:, 1:, :] * sign[:, :-1, :] < 0).any(axis=1)
-    return DecayFit(names=run.names, keys=run.keys, kappa=-slope, r2=r2, intercept=intercept,
-                    crossings=crossings, variable=variable, window=window)
+    return DecayFit(
+        names=run.names,
+        keys=run.keys,
+        kappa=-slope,
+        r2=r2,
+        intercept=intercept,
+        crossings=crossings,
+        variable=variable,
+        window=window,
+    )
 
 
-def decay_table(schedules: Mapping[str, Callable], setup: SpectralSetup | None = None,
-                **overrides: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def decay_table(
+    schedules: Mapping[str, Callable], setup: SpectralSetup | None = None, **overrides: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kappa, r2): the decay table of Sec. 4.1.2 for ``schedules``, one batched simulation.
 
     Index = schedule names, columns = ``keys``. ``**overrides`` are :class:`SpectralSetup` fields
@@ -586,8 +689,10 @@ def decay_table(schedules: Mapping[str, Callable], setup: SpectralSetup | None =
 # --------------------------------------------------------------------------------------------
 
 
-def overlap_integrals(indices: Sequence[int], method: str = "closed", n_quad: int = 512) -> np.ndarray:
-    r""":math:`O_{ijk}=\int_0^1\phi_i\phi_j\phi_k^2\,dx` for i, j, k in ``indices``, shape [n, n, n].
+def overlap_integrals(
+    indices: Sequence[int], method: str = "closed", n_quad: int = 512
+) -> np.ndarray:
+    r""":math:`O_{ijk}=\int_0^1\phi_i\phi_j\phi_k^2dx` for i, j, k in ``indices``, shape [n, n, n].
 
     Paper Eq. 12 (SPEC section 4.5). ``method="closed"``:
     :math:`O_{ijk}=\delta_{ij}+\tfrac12\delta_{i+j,2k}-\tfrac12\delta_{|i-j|,2k}` (so
@@ -607,7 +712,9 @@ def overlap_integrals(indices: Sequence[int], method: str = "closed", n_quad: in
     return np.einsum("iq,jq,kq,q->ijk", phi, phi, phi**2, wq)
 
 
-def coupling_matrix(G: np.ndarray, p: float | np.ndarray, eps: float, basis: np.ndarray) -> np.ndarray:
+def coupling_matrix(
+    G: np.ndarray, p: float | np.ndarray, eps: float, basis: np.ndarray
+) -> np.ndarray:
     r""":math:`M_{kj}=\langle(G+\epsilon)^{-p}\phi_k\phi_j\rangle_N`, the coupling matrix of Eq. 9.
 
     ``G`` is [..., N] (e.g. ``run.G_final``), ``p`` broadcasts against its leading axes, ``basis``
@@ -620,8 +727,9 @@ def coupling_matrix(G: np.ndarray, p: float | np.ndarray, eps: float, basis: np.
     return np.einsum("...n,nk,nj->...kj", w, basis, basis) / basis.shape[0]
 
 
-def diagonal_prediction(run: SpectralRun, window: Sequence[float] | None = None,
-                        variable: str | None = None) -> DecayFit:
+def diagonal_prediction(
+    run: SpectralRun, window: Sequence[float] | None = None, variable: str | None = None
+) -> DecayFit:
     r"""The decay constants that the near-diagonal approximation (Eq. 10) predicts for ``run``.
 
     :math:`a_k(t)\approx a_k(0)\exp(-c\eta\int_0^tM_{kk}(s)\,ds)` with the exact
@@ -646,8 +754,9 @@ def early_time_delta(setup: SpectralSetup | None = None, **overrides: Any) -> np
     return np.einsum("i,j,ijk->k", a, a, overlap_integrals(s.keys)) - (a**2).sum()
 
 
-def early_time_prediction(p: float, setup: SpectralSetup | None = None, t_bar: float | None = None,
-                          **overrides: Any) -> np.ndarray:
+def early_time_prediction(
+    p: float, setup: SpectralSetup | None = None, t_bar: float | None = None, **overrides: Any
+) -> np.ndarray:
     r"""Eq. 13's early-time decay constants for a constant p, one per key (SPEC section 4.5).
 
     .. math::
@@ -662,7 +771,7 @@ def early_time_prediction(p: float, setup: SpectralSetup | None = None, t_bar: f
     """
     s = _setup(setup, overrides)
     t_bar = sum(s.fit_window) / 2 if t_bar is None else float(t_bar)
-    scale = s.G_scale / s.dt
+    scale = s.g_scale / s.dt
     a = -s.amp_scale * amplitudes(s.keys, s.amps) / math.sqrt(2.0)
     delta = early_time_delta(s)
     g_bar = scale * t_bar * (a**2).sum()
@@ -699,7 +808,7 @@ def period_average_quadrature(schedule: Callable, z: float, period: float) -> fl
 
 
 def implied_log_z(gain: float | np.ndarray, p_amp: float) -> np.ndarray:
-    r"""|ln z| such that :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1): SPEC section 5.4 item 6.
+    r"""|ln z| at which :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1); SPEC 5.4 item 6.
 
     If a tidal row's gain over its same-mean constant were the pure period-average factor, this is
     how far from 1 the typical z = G + eps would have to be.
@@ -715,8 +824,13 @@ def implied_log_z(gain: float | np.ndarray, p_amp: float) -> np.ndarray:
     return out if np.ndim(gain) else out[0]
 
 
-def single_band_kappa(modes: Sequence[int], schedule: Callable, amplitude: float = 1.0,
-                      setup: SpectralSetup | None = None, **overrides: Any) -> np.ndarray:
+def single_band_kappa(
+    modes: Sequence[int],
+    schedule: Callable,
+    amplitude: float = 1.0,
+    setup: SpectralSetup | None = None,
+    **overrides: Any,
+) -> np.ndarray:
     r"""kappa_m of a single-band initial error :math:`e_0=A\phi_m`, for each m in ``modes``.
 
     Paper Sec. 4.1.1 ("in the single-band limit kappa is k-invariant"; SPEC section 4.8 check 2).
@@ -725,7 +839,7 @@ def single_band_kappa(modes: Sequence[int], schedule: Callable, amplitude: float
     are simulated as one batch (one row per m) and each row is fitted on its own mode.
     """
     s = _setup(setup, {**overrides, "keys": tuple(modes)})
-    x, basis = sine_basis(s.keys, s.N, s.grid)
+    _, basis = sine_basis(s.keys, s.N, s.grid)
     e0 = amplitude * basis.T  # [M, N]: row m is A * phi_m
     run = simulate({f"single band k={m}": schedule for m in s.keys}, initial_error=e0, setup=s)
     return np.diag(fit_decay(run).kappa).copy()
@@ -777,9 +891,11 @@ def paper_comparison(kappa: pd.DataFrame) -> pd.DataFrame:
 def _paper_aligned(kappa: np.ndarray, keys: tuple[int, ...]) -> np.ndarray:
     paper = _paper_kappa_array(keys)
     if kappa.shape[0] != paper.shape[0]:
-        raise ValueError(f"our table has {kappa.shape[0]} rows, the paper's {paper.shape[0]}; the "
-                         "comparison matches rows by position, so use the paper's 8 schedules in "
-                         "its order")
+        raise ValueError(
+            f"our table has {kappa.shape[0]} rows, the paper's {paper.shape[0]}; the "
+            "comparison matches rows by position, so use the paper's 8 schedules in "
+            "its order"
+        )
     return paper
 
 
@@ -818,14 +934,16 @@ def tidal_gains(kappa: pd.DataFrame, schedules: Mapping[str, Callable]) -> pd.Da
     import pandas as pd
 
     roles = _roles(schedules)
-    pairs = ([(roles["wide"], roles["zero"])] if roles["wide"] and roles["zero"] else [])
+    pairs = [(roles["wide"], roles["zero"])] if roles["wide"] and roles["zero"] else []
     pairs += [(n, c) for n, c in roles["upper"] + roles["lower"] if c]
-    rows = {f"{n} / {c}": kappa.loc[n].to_numpy(float) / kappa.loc[c].to_numpy(float) for n, c in pairs}
+    rows = {
+        f"{n} / {c}": kappa.loc[n].to_numpy(float) / kappa.loc[c].to_numpy(float) for n, c in pairs
+    }
     return pd.DataFrame.from_dict(rows, orient="index", columns=kappa.columns)
 
 
 def table_distance(kappa: pd.DataFrame) -> dict[str, float]:
-    """{"rms": ..., "max_abs": ...}: the distance of our kappa table to the paper's, over all cells."""
+    """{"rms": ..., "max_abs": ...}: the distance of our kappa table to the paper's, all cells."""
     diff = paper_comparison(kappa).to_numpy()
     return {"rms": float(np.sqrt(np.mean(diff**2))), "max_abs": float(np.abs(diff).max())}
 
@@ -840,21 +958,42 @@ def _paper_p0_value() -> float:
 
 #: The checks K1-K7 of SPEC section 5.5: (id, claim in the paper's words, operational test).
 CLAIMS = (
-    ("K1", "p = 0: all modes decay at 0.400, straight lines",
-     "max_k |kappa_k - 0.400| < 5e-4 and min_k R^2 > 0.999"),
-    ("K2", "positive p: mild low-pass bias",
-     "for every p > 0: kappa_last < kappa_first and Spearman(kappa_k, log k) < 0"),
-    ("K3", "negative p: high-pass tendency",
-     "for every p < 0 except the most negative: kappa_last > kappa_first and Spearman > 0"),
-    ("K4", "strongly negative p: non-single-exponential, kappa drops at high k",
-     "most negative p: min_k R^2 below that of the next negative p, or kappa_last < kappa_prev"),
-    ("K5", "tidal schedules accelerate early decay vs the same-mean constant",
-     "tidal of mean 0 > p = 0 at every k; tidal of mean > 0 > its constant at every k; "
-     "tidal of mean < 0 > its constant at the last key"),
-    ("K6", "widest swing: multi-slope, slightly lower R^2",
-     "mean_k R^2 of the mean-0 tidal < mean_k R^2 of p = 0"),
-    ("K7", "tidal [0, A] stays low-pass; tidal [-A, 0] accelerates high k with high R^2",
-     "Spearman(kappa, log k) < 0 for the mean > 0 tidal; > 0 and min_k R^2 > 0.95 for mean < 0"),
+    (
+        "K1",
+        "p = 0: all modes decay at 0.400, straight lines",
+        "max_k |kappa_k - 0.400| < 5e-4 and min_k R^2 > 0.999",
+    ),
+    (
+        "K2",
+        "positive p: mild low-pass bias",
+        "for every p > 0: kappa_last < kappa_first and Spearman(kappa_k, log k) < 0",
+    ),
+    (
+        "K3",
+        "negative p: high-pass tendency",
+        "for every p < 0 except the most negative: kappa_last > kappa_first and Spearman > 0",
+    ),
+    (
+        "K4",
+        "strongly negative p: non-single-exponential, kappa drops at high k",
+        "most negative p: min_k R^2 below that of the next negative p, or kappa_last < kappa_prev",
+    ),
+    (
+        "K5",
+        "tidal schedules accelerate early decay vs the same-mean constant",
+        "tidal of mean 0 > p = 0 at every k; tidal of mean > 0 > its constant at every k; "
+        "tidal of mean < 0 > its constant at the last key",
+    ),
+    (
+        "K6",
+        "widest swing: multi-slope, slightly lower R^2",
+        "mean_k R^2 of the mean-0 tidal < mean_k R^2 of p = 0",
+    ),
+    (
+        "K7",
+        "tidal [0, A] stays low-pass; tidal [-A, 0] accelerates high k with high R^2",
+        "Spearman(kappa, log k) < 0 for the mean > 0 tidal; > 0 and min_k R^2 > 0.95 for mean < 0",
+    ),
 )
 
 
@@ -865,7 +1004,9 @@ def _roles(schedules: Mapping[str, Callable]) -> dict[str, Any]:
     negative = sorted((p, n) for n, p in const.items() if p < 0)
 
     def same_mean(tide: tidal) -> str | None:
-        return next((n for n, p in const.items() if math.isclose(p, tide.p_mid, abs_tol=1e-12)), None)
+        return next(
+            (n for n, p in const.items() if math.isclose(p, tide.p_mid, abs_tol=1e-12)), None
+        )
 
     mean0 = [n for n, t in tides.items() if abs(t.p_mid) < 1e-12]
     return {
@@ -882,6 +1023,7 @@ def _roles(schedules: Mapping[str, Callable]) -> dict[str, Any]:
 
 def _spearman(values: np.ndarray, ref: np.ndarray) -> float:
     """Spearman's rank correlation (average ranks for ties)."""
+
     def rankdata(v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=float)
         return (v[:, None] > v[None, :]).sum(1) + ((v[:, None] == v[None, :]).sum(1) + 1) / 2
@@ -892,17 +1034,26 @@ def _spearman(values: np.ndarray, ref: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
-def _claim_rows(kappa: Mapping[str, np.ndarray], r2: Mapping[str, np.ndarray], keys: Sequence[int],
-                roles: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _claim_rows(
+    kappa: Mapping[str, np.ndarray],
+    r2: Mapping[str, np.ndarray],
+    keys: Sequence[int],
+    roles: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     """K1-K7 on plain arrays: name -> kappa_k [K], name -> R^2 [K]."""
     logk = np.log(np.asarray(keys, dtype=float))
     rho = {n: _spearman(v, logk) for n, v in kappa.items()}
     claims = {cid: (c, t) for cid, c, t in CLAIMS}
 
     def row(cid: str, rows: Sequence[str], value: str, ok: bool | None) -> dict[str, Any]:
-        return {"id": cid, "claim": claims[cid][0], "test": claims[cid][1],
-                "rows": ", ".join(r for r in rows if r), "value": value,
-                "pass": None if ok is None else bool(ok)}
+        return {
+            "id": cid,
+            "claim": claims[cid][0],
+            "test": claims[cid][1],
+            "rows": ", ".join(r for r in rows if r),
+            "value": value,
+            "pass": None if ok is None else bool(ok),
+        }
 
     out = []
     z = roles["zero"]
@@ -910,26 +1061,47 @@ def _claim_rows(kappa: Mapping[str, np.ndarray], r2: Mapping[str, np.ndarray], k
         out.append(row("K1", [], "no p = 0 row", None))
     else:
         dev, r2min = float(np.abs(kappa[z] - _paper_p0_value()).max()), float(r2[z].min())
-        out.append(row("K1", [z], f"max |κ − 0.400| = {dev:.1e}, min R² = {r2min:.4f}",
-                       dev < 5e-4 and r2min > 0.999))
+        out.append(
+            row(
+                "K1",
+                [z],
+                f"max |κ − 0.400| = {dev:.1e}, min R² = {r2min:.4f}",
+                dev < 5e-4 and r2min > 0.999,
+            )
+        )
     for cid, names, sign in (("K2", roles["positive"], -1), ("K3", roles["mild_negative"], +1)):
         if not names:
             out.append(row(cid, [], "no row of that sign", None))
             continue
         ends = {n: sign * (kappa[n][-1] - kappa[n][0]) > 0 for n in names}
-        out.append(row(cid, names, "; ".join(
-            f"{n}: κ_{keys[-1]} − κ_{keys[0]} = {kappa[n][-1] - kappa[n][0]:+.3f}, ρ = {rho[n]:+.2f}"
-            for n in names), all(ends[n] and sign * rho[n] > 0 for n in names)))
+        out.append(
+            row(
+                cid,
+                names,
+                "; ".join(
+                    f"{n}: κ_{keys[-1]} − κ_{keys[0]} = {kappa[n][-1] - kappa[n][0]:+.3f}, "
+                    f"ρ = {rho[n]:+.2f}"
+                    for n in names
+                ),
+                all(ends[n] and sign * rho[n] > 0 for n in names),
+            )
+        )
     sn, nn = roles["strong_negative"], roles["next_negative"]
     if sn is None or nn is None:
         out.append(row("K4", [], "fewer than 2 negative p rows", None))
     else:
         r2_drop = r2[sn].min() < r2[nn].min()
         k_drop = len(keys) > 1 and kappa[sn][-1] < kappa[sn][-2]
-        out.append(row("K4", [sn, nn], f"min R² {r2[sn].min():.3f} vs {r2[nn].min():.3f}; "
-                       f"κ_{keys[-1]} − κ_{keys[-2] if len(keys) > 1 else keys[-1]} = "
-                       f"{kappa[sn][-1] - kappa[sn][-2 if len(keys) > 1 else -1]:+.3f}",
-                       bool(r2_drop or k_drop)))
+        out.append(
+            row(
+                "K4",
+                [sn, nn],
+                f"min R² {r2[sn].min():.3f} vs {r2[nn].min():.3f}; "
+                f"κ_{keys[-1]} − κ_{keys[-2] if len(keys) > 1 else keys[-1]} = "
+                f"{kappa[sn][-1] - kappa[sn][-2 if len(keys) > 1 else -1]:+.3f}",
+                bool(r2_drop or k_drop),
+            )
+        )
     parts, oks, rows5 = [], [], []
     pairs = [(roles["wide"], z, "all")] if roles["wide"] and z else []
     pairs += [(n, c, "all") for n, c in roles["upper"] if c]
@@ -943,8 +1115,14 @@ def _claim_rows(kappa: Mapping[str, np.ndarray], r2: Mapping[str, np.ndarray], k
             parts.append(f"{n} − {c} at k = {keys[-1]}: {gain[-1]:+.3f}")
             oks.append(bool(gain[-1] > 0))
         rows5 += [n, c]
-    out.append(row("K5", rows5, "; ".join(parts) or "no tidal / same-mean constant pair",
-                   all(oks) if oks else None))
+    out.append(
+        row(
+            "K5",
+            rows5,
+            "; ".join(parts) or "no tidal / same-mean constant pair",
+            all(oks) if oks else None,
+        )
+    )
     if roles["wide"] and z:
         a, b = float(r2[roles["wide"]].mean()), float(r2[z].mean())
         out.append(row("K6", [roles["wide"], z], f"mean R² {a:.4f} vs {b:.4f}", a < b))
@@ -959,13 +1137,15 @@ def _claim_rows(kappa: Mapping[str, np.ndarray], r2: Mapping[str, np.ndarray], k
         parts.append(f"{n}: ρ = {rho[n]:+.2f}, min R² = {r2[n].min():.3f}")
         oks.append(rho[n] > 0 and r2[n].min() > 0.95)
         rows7.append(n)
-    out.append(row("K7", rows7, "; ".join(parts) or "no tidal row of mean != 0",
-                   all(oks) if oks else None))
+    out.append(
+        row("K7", rows7, "; ".join(parts) or "no tidal row of mean != 0", all(oks) if oks else None)
+    )
     return out
 
 
-def claim_checks(kappa: pd.DataFrame, r2: pd.DataFrame,
-                 schedules: Mapping[str, Callable]) -> pd.DataFrame:
+def claim_checks(
+    kappa: pd.DataFrame, r2: pd.DataFrame, schedules: Mapping[str, Callable]
+) -> pd.DataFrame:
     """K1-K7 of SPEC section 5.5 as a table: id, claim, test, rows, value, pass (None = n/a).
 
     The schedules' own parameters decide the roles: the p = 0 constant, the positive constants,
@@ -985,9 +1165,14 @@ def claim_checks(kappa: pd.DataFrame, r2: pd.DataFrame,
 _SCHEDULE_AXES = ("p_scale", "period", "phase")
 
 
-def sensitivity_sweep(axes: Mapping[str, Sequence[Any]], setup: SpectralSetup | None = None,
-                      p_scale: float = 0.5, period: float = 0.5, phase: float = 0.0,
-                      design: str = "full") -> pd.DataFrame:
+def sensitivity_sweep(
+    axes: Mapping[str, Sequence[Any]],
+    setup: SpectralSetup | None = None,
+    p_scale: float = 0.5,
+    period: float = 0.5,
+    phase: float = 0.0,
+    design: str = "full",
+) -> pd.DataFrame:
     """How many of K1-K7 hold, and the distance to the paper's table, per reconstruction.
 
     ``axes`` maps a :class:`SpectralSetup` field (``amps``, ``G_mode``, ``eps``, ``fit_window``,
@@ -996,12 +1181,14 @@ def sensitivity_sweep(axes: Mapping[str, Sequence[Any]], setup: SpectralSetup | 
     ``"one_at_a_time"`` varies one axis at a time around ``setup`` / ``p_scale`` / ``period`` /
     ``phase``. Schedule axes are batched: one simulation per setup combination holds all the
     schedules it needs. ``steps`` is raised where needed so that the simulation covers the window
-    (e.g. for a smaller ``dt`` or a longer ``fit_window``).
-    A setting whose setup is refused (e.g. an Euler step that cannot be shown stable) gets its
-    reason in ``status`` and NaN results; nothing is tuned.
+    (e.g. for a smaller ``dt`` or a longer ``fit_window``). Every setting's setup is validated
+    before anything is simulated (an invalid one raises ``ValueError``); a setting whose explicit
+    Euler step cannot be shown stable is refused before its simulation, with the reason in
+    ``status`` and NaN results. Nothing is tuned.
 
     Returns one row per setting: the axis values, K1..K7 (True/False/None), ``n_pass``,
-    ``n_checked``, ``rms`` and ``max_abs`` (distance to the paper's 48 cells), ``status``.
+    ``n_checked``, ``failed`` (the ids that fail), ``rms`` and ``max_abs`` (distance to the
+    paper's 48 cells), ``status``.
     """
     import pandas as pd
 
@@ -1012,10 +1199,16 @@ def sensitivity_sweep(axes: Mapping[str, Sequence[Any]], setup: SpectralSetup | 
         raise ValueError(f"unknown sweep axes {bad}; use SpectralSetup fields or {_SCHEDULE_AXES}")
     if any(len(v) == 0 for v in axes.values()):
         raise ValueError(f"every sweep axis needs at least one value, got {dict(axes)}")
-    base_values = {**{a: getattr(base, a) for a in axes if a in fields},
-                   "p_scale": p_scale, "period": period, "phase": phase}
-    axes = {a: [tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else v for v in vals]
-            for a, vals in axes.items()}  # a window given as a list compares equal to a tuple
+    base_values = {
+        **{a: getattr(base, a) for a in axes if a in fields},
+        "p_scale": p_scale,
+        "period": period,
+        "phase": phase,
+    }
+    axes = {
+        a: [tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else v for v in vals]
+        for a, vals in axes.items()
+    }  # a window given as a list compares equal to a tuple
     names = list(axes)
     if design == "full":
         combos = [dict(zip(names, vals, strict=True)) for vals in itertools.product(*axes.values())]
@@ -1031,13 +1224,22 @@ def sensitivity_sweep(axes: Mapping[str, Sequence[Any]], setup: SpectralSetup | 
         key = tuple(repr(combo[a]) for a in setup_axes)
         groups.setdefault(key, []).append(combo)
 
-    rows = []
+    # every setting's setup is built, so validated, before anything is simulated
+    plans = []
     for members in groups.values():
         changes = {a: members[0][a] for a in setup_axes}
-        t_b = float(changes.get("fit_window", base.fit_window)[1])
-        dt = float(changes.get("dt", base.dt))
-        if math.isfinite(dt) and dt > 0:  # a bad dt is refused by the setup below
-            changes["steps"] = max(int(changes.get("steps", base.steps)), math.ceil(t_b / dt - 1e-9))
+        try:
+            t_b = float(changes.get("fit_window", base.fit_window)[1])
+            dt = float(changes.get("dt", base.dt))
+            if math.isfinite(dt) and dt > 0 and math.isfinite(t_b):  # else refused just below
+                steps = int(changes.get("steps", base.steps))
+                changes["steps"] = max(steps, math.ceil(t_b / dt - 1e-9))
+            plans.append((members, base.replace(**changes)))
+        except (TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"sweep setting {changes} is invalid: {err}") from None
+
+    rows = []
+    for members, run_setup in plans:
         # one batch per setup: every distinct schedule once (schedules compare by value)
         unique: dict[Callable, str] = {}
         tables: list[tuple[dict, dict[str, Callable]]] = []
@@ -1049,28 +1251,32 @@ def sensitivity_sweep(axes: Mapping[str, Sequence[Any]], setup: SpectralSetup | 
             tables.append((combo, sched))
         all_sched = {name: s for s, name in unique.items()}
         try:
-            run_setup = base.replace(**changes)
             track = run_setup.fit_variable == "tau"
             fit = fit_decay(simulate(all_sched, setup=run_setup, track_theory=track))
             status = "ok"
-        except ValueError as err:
+        except UnstableStepError as err:
             fit, status = None, f"refused: {err}"
         for combo, mapping in tables:
             out: dict[str, Any] = {a: combo[a] for a in names}
             if fit is None:
                 out.update({cid: None for cid, _, _ in CLAIMS})
-                out.update(n_pass=np.nan, n_checked=np.nan, rms=np.nan, max_abs=np.nan)
+                out.update(n_pass=np.nan, n_checked=np.nan, failed="", rms=np.nan, max_abs=np.nan)
             else:
                 idx = [fit.names.index(unique[s]) for s in mapping.values()]
                 kap = dict(zip(mapping, fit.kappa[idx], strict=True))
                 rr = dict(zip(mapping, fit.r2[idx], strict=True))
-                checks = {r["id"]: r["pass"] for r in _claim_rows(kap, rr, fit.keys, _roles(mapping))}
+                checks = {
+                    r["id"]: r["pass"] for r in _claim_rows(kap, rr, fit.keys, _roles(mapping))
+                }
                 out.update(checks)
                 checked = [v for v in checks.values() if v is not None]
                 out.update(n_pass=int(sum(checked)), n_checked=len(checked))
+                out["failed"] = ", ".join(cid for cid, ok in checks.items() if ok is False)
                 try:
                     diff = fit.kappa[idx] - _paper_aligned(fit.kappa[idx], fit.keys)
-                    out.update(rms=float(np.sqrt(np.mean(diff**2))), max_abs=float(np.abs(diff).max()))
+                    out.update(
+                        rms=float(np.sqrt(np.mean(diff**2))), max_abs=float(np.abs(diff).max())
+                    )
                 except ValueError:
                     out.update(rms=np.nan, max_abs=np.nan)
             out["status"] = status

@@ -21,7 +21,6 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 
-from nsf import book
 from nsf.provenance import repo_root
 
 pytestmark = pytest.mark.slow
@@ -30,8 +29,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    who = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env = {**os.environ, **who, "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     return subprocess.run(
         ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
     ).stdout
@@ -102,7 +101,8 @@ def test_second_build_reexecutes_nothing(built):
 
 
 def test_cli_refuses_unknown_parameter(clone):
-    result = _nsf(clone, "run", "01", "--profile", "ci", "-p", "no_such_parameter", "3", check=False)
+    args = ["run", "01", "--profile", "ci", "-p", "no_such_parameter", "3"]
+    result = _nsf(clone, *args, check=False)
     assert result.returncode != 0
     assert "no_such_parameter" in result.stderr
     assert "its parameters are" in result.stderr
@@ -166,7 +166,7 @@ def test_pages_render_in_chromium(site):
             errors.clear()
             page.goto(base + name, wait_until="load")
             if page.locator(".math").count():
-                page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise")
+                page.wait_for_function("window.MathJax?.startup?.promise")
                 page.evaluate("MathJax.startup.promise")
                 if page.locator("mjx-container").count() == 0:
                     problems.append(f"{name}: math is not typeset")

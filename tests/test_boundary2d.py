@@ -215,3 +215,8 @@ def test_invalid_demo_parameters_are_refused_with_the_reason(kwargs, message):
 def test_invalid_panels_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         b.Panel("x", **kwargs)
+
+
+def test_lists_given_as_text_are_refused():
+    with pytest.raises(ValueError, match="must be a list of numbers"):
+        b.BoundaryDemo(p_values="[0.5, 0, -0.1]")

@@ -174,7 +174,7 @@ def test_density_checks_run_all_four():
 
 
 def test_lists_given_as_text_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match="must be a list of numbers.*-y"):
+    with pytest.raises(ValueError, match=r"must be a list of numbers.*-y"):
         d.DensityDemo(checkpoints="[10, 50]")
     with pytest.raises(ValueError, match="whole numbers"):
         d.DensityDemo(checkpoints=(10.5, 50))

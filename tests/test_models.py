@@ -18,7 +18,11 @@ def test_resnet18_forward_backward(stem, size):
     torch.manual_seed(0)
     model = resnet18(num_classes=7, stem=stem).train()
     seen = {}
-    model.layer4.register_forward_hook(lambda m, i, o: seen.setdefault("shape", o.shape))
+
+    def record(module, inputs, output):
+        seen["shape"] = output.shape  # returns None: the output is left as it is
+
+    model.layer4.register_forward_hook(record)
     x = torch.randn(2, 3, size, size)
     logits = model(x)
     assert logits.shape == (2, 7)

@@ -14,16 +14,18 @@ from nsf.schedules import constant, tidal
 C_ETA = 0.4  # c * eta of SPEC App. C (c = 2, eta = 0.2)
 
 # SPEC Appendix A.1: the reference parameterisation's table (3 decimals), our regression target.
-APPENDIX_A = np.array([
-    [0.461, 0.473, 0.410, 0.543, 0.552, 0.628],
-    [0.421, 0.426, 0.396, 0.464, 0.455, 0.500],
-    [0.400, 0.400, 0.400, 0.400, 0.400, 0.400],
-    [0.402, 0.398, 0.433, 0.343, 0.392, 0.325],
-    [0.444, 0.432, 0.514, 0.303, 0.447, 0.261],
-    [0.448, 0.452, 0.439, 0.454, 0.495, 0.489],
-    [0.431, 0.427, 0.458, 0.378, 0.426, 0.363],
-    [0.438, 0.446, 0.404, 0.492, 0.493, 0.545],
-])
+APPENDIX_A = np.array(
+    [
+        [0.461, 0.473, 0.410, 0.543, 0.552, 0.628],
+        [0.421, 0.426, 0.396, 0.464, 0.455, 0.500],
+        [0.400, 0.400, 0.400, 0.400, 0.400, 0.400],
+        [0.402, 0.398, 0.433, 0.343, 0.392, 0.325],
+        [0.444, 0.432, 0.514, 0.303, 0.447, 0.261],
+        [0.448, 0.452, 0.439, 0.454, 0.495, 0.489],
+        [0.431, 0.427, 0.458, 0.378, 0.426, 0.363],
+        [0.438, 0.446, 0.404, 0.492, 0.493, 0.545],
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ def test_p0_decay_is_the_closed_form_per_mode():
     a0 = run.a[0, 0]
     # e0 = -sum A_k sin(k pi x) = -sum (A_k / sqrt 2) phi_k; on linspace |phi_k|^2 = (N - 1) / N
     amps = spectral.amplitudes(run.keys, "k^-0.5")
-    np.testing.assert_allclose(a0, -amps / math.sqrt(2) * math.sqrt(1 - 1 / run.setup.N), rtol=1e-12)
+    np.testing.assert_allclose(
+        a0, -amps / math.sqrt(2) * math.sqrt(1 - 1 / run.setup.N), rtol=1e-12
+    )
     np.testing.assert_allclose(run.a[0], a0 * np.exp(-C_ETA * run.t)[:, None], rtol=1e-11)
     fit = spectral.fit_decay(run)
     np.testing.assert_allclose(fit.kappa, C_ETA, rtol=1e-10)
@@ -49,8 +53,9 @@ def test_p0_decay_is_the_closed_form_per_mode():
     n = np.round(euler.t / euler.setup.dt)
     np.testing.assert_allclose(euler.a[0], a0 * ((1 - C_ETA * 1e-3) ** n)[:, None], rtol=1e-11)
     np.testing.assert_allclose(euler.a[0], a0 * np.exp(-C_ETA * euler.t)[:, None], rtol=1e-4)
-    np.testing.assert_allclose(spectral.fit_decay(euler).kappa, -math.log(1 - C_ETA * 1e-3) / 1e-3,
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        spectral.fit_decay(euler).kappa, -math.log(1 - C_ETA * 1e-3) / 1e-3, rtol=1e-10
+    )
 
 
 def test_k1_p0_row_prints_0400_with_r2_1000(default_table):
@@ -92,7 +97,7 @@ def test_broadband_kappa_does_depend_on_the_band(default_table):
 
 
 def test_overlap_integrals_closed_form_equals_quadrature():
-    idx = list(range(1, 13)) + [16, 32]
+    idx = [*range(1, 13), 16, 32]
     closed = spectral.overlap_integrals(idx)
     numeric = spectral.overlap_integrals(idx, method="quadrature")
     np.testing.assert_allclose(closed, numeric, atol=1e-12)
@@ -102,13 +107,17 @@ def test_overlap_integrals_closed_form_equals_quadrature():
         return math.sqrt(2) * math.sin(k * math.pi * x)
 
     for i, j, k in [(1, 3, 2), (2, 6, 2), (4, 4, 4), (5, 7, 3), (8, 32, 16)]:
-        value = quad(lambda x: phi(i, x) * phi(j, x) * phi(k, x) ** 2, 0, 1, limit=400)[0]
+        value = quad(
+            lambda x, i=i, j=j, k=k: phi(i, x) * phi(j, x) * phi(k, x) ** 2, 0, 1, limit=400
+        )[0]
         a, b, c = idx.index(i), idx.index(j), idx.index(k)
         assert closed[a, b, c] == pytest.approx(value, abs=1e-10)
 
 
 @pytest.mark.parametrize("z", [0.03, 0.5, 2.0, 30.0])
-@pytest.mark.parametrize(("p_mid", "p_amp", "phase"), [(0.0, 0.5, 0.0), (0.25, 0.25, 1.0), (-0.25, 0.5, 2.0)])
+@pytest.mark.parametrize(
+    ("p_mid", "p_amp", "phase"), [(0.0, 0.5, 0.0), (0.25, 0.25, 1.0), (-0.25, 0.5, 2.0)]
+)
 def test_tidal_period_average_is_the_bessel_closed_form(z, p_mid, p_amp, phase):
     sched = tidal(p_mid, p_amp, period=0.5, phase=phase)
     numeric = spectral.period_average_quadrature(sched, z, period=0.5)
@@ -120,7 +129,7 @@ def test_tidal_period_average_is_the_bessel_closed_form(z, p_mid, p_amp, phase):
 def test_coupling_matrix_is_diagonal_for_uniform_energy():
     _, basis = spectral.sine_basis()
     M = spectral.coupling_matrix(np.full(basis.shape[0], 0.2), 0.5, 1e-3, basis)
-    np.testing.assert_allclose(M, 0.201 ** -0.5 * np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(M, 0.201**-0.5 * np.eye(6), atol=1e-12)
 
 
 def test_tau_is_t_at_p0_and_float32_rate_is_accurate(default_table):
@@ -156,15 +165,18 @@ def no_simulation(monkeypatch):
     monkeypatch.setattr(spectral, "sine_basis", boom)
 
 
-@pytest.mark.parametrize(("overrides", "match"), [
-    ({"dt": -1e-3}, r"dt=-0\.001 is refused: it must be a finite number > 0"),
-    ({"keys": []}, r"keys=\[\] is refused: give a non-empty list"),
-    ({"fit_window": (0.0, 2.0)}, r"outside the simulated time .* raise steps to >= 2000"),
-    ({"fit_window": (0.6, 0.4)}, r"t_a < t_b"),
-    ({"eps": 1e-8}, r"explicit Euler step is unstable.*integrator='exponential'"),
-    ({"G_mode": "grad"}, r"use one of \('grad2', 'err2'\)"),
-    ({"amps": (1.0, 2.0)}, r"give 6 finite numbers"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"dt": -1e-3}, r"dt=-0\.001 is refused: it must be a finite number > 0"),
+        ({"keys": []}, r"keys=\[\] is refused: give a non-empty list"),
+        ({"fit_window": (0.0, 2.0)}, r"outside the simulated time .* raise steps to >= 2000"),
+        ({"fit_window": (0.6, 0.4)}, r"t_a < t_b"),
+        ({"eps": 1e-8}, r"explicit Euler step is unstable.*integrator='exponential'"),
+        ({"G_mode": "grad"}, r"use one of \('grad2', 'err2'\)"),
+        ({"amps": (1.0, 2.0)}, r"give 6 finite numbers"),
+    ],
+)
 def test_bad_setup_is_refused_before_simulating(no_simulation, overrides, match):
     with pytest.raises(ValueError, match=match):
         spectral.decay_table(spectral.table_schedules(), **overrides)
@@ -179,3 +191,12 @@ def test_bad_schedules_are_refused(no_simulation):
         spectral.decay_table(spectral.table_schedules(), window=(0, 1))
     with pytest.raises(ValueError, match="unknown sweep axes"):
         spectral.sensitivity_sweep({"T": [0.5]})
+
+
+def test_sweep_refuses_an_invalid_setting_before_simulating(no_simulation):
+    with pytest.raises(
+        ValueError, match=r"sweep setting \{'G_mode': 'grad'.*is invalid: G_mode='grad' is refused"
+    ):
+        spectral.sensitivity_sweep({"G_mode": ["grad2", "grad"]})
+    with pytest.raises(ValueError, match="at least one value"):
+        spectral.sensitivity_sweep({"eps": []})
