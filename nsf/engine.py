@@ -50,6 +50,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ from nsf.schedules import PScheduler
 
 __all__ = [
     "METRIC_COLUMNS",
+    "TIMING_COLUMNS",
     "LRFactor",
     "RunResult",
     "TrainConfig",
@@ -126,7 +128,7 @@ P_LOG_FILE = "p_log.json"
 # Schedules given as plain data
 
 
-def build_p_schedule(spec: Mapping[str, Any]) -> schedules._Schedule:
+def build_p_schedule(spec: Mapping[str, Any]) -> schedules.Schedule:
     """The :mod:`nsf.schedules` object described by ``spec`` (SPEC section 1.10).
 
     ``spec`` is ``{"kind": K, **fields}`` with K one of ``constant`` (p), ``tidal`` (p_mid, p_amp,
@@ -161,11 +163,13 @@ def _normalise_p_schedule(spec: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": spec["kind"]}
     for f in dataclasses.fields(schedule):
         value = getattr(schedule, f.name)
-        out[f.name] = int(value) if float(value).is_integer() and f.name == "pulse_steps" else value
+        if f.name == "pulse_steps" and float(value).is_integer():
+            value = int(value)  # an iteration count: 1000 and 1000.0 are one config
+        out[f.name] = value
     return out
 
 
-def _normalise_lr_schedule(spec: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+def _normalise_lr_schedule(spec: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"lr_schedule must be a mapping with a 'type', got {spec!r}")
     spec = dict(spec)
@@ -381,7 +385,7 @@ class TrainConfig:
                 f"{name}={getattr(self, name)!r} must be a bool",
             )
         put("p_schedule", _normalise_p_schedule(self.p_schedule))
-        put("lr_schedule", _normalise_lr_schedule(self.lr_schedule, self.epochs))
+        put("lr_schedule", _normalise_lr_schedule(self.lr_schedule))
         if self.model == "resnet18" and self.model_options:
             raise ValueError(
                 f"model_options={self.model_options!r}: resnet18 takes none (use stem)"
@@ -736,9 +740,10 @@ class _Trainer:
         self.amp = config.amp if cuda else "none"
         self.channels_last = config.channels_last and cuda
         if dist.is_main and config.amp != "none" and not cuda:
-            print(
-                f"nsf.engine: amp={config.amp!r} applies on CUDA only; this run uses float32",
-                file=sys.stderr,
+            warnings.warn(
+                f"amp={config.amp!r} applies on CUDA only; this {device.type} run uses float32 "
+                "(set amp='none' to silence this note)",
+                stacklevel=3,
             )
         W = dist.world_size
         if config.batch_size % W or config.eval_batch_size % W:

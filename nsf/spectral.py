@@ -131,10 +131,10 @@ class SpectralSetup:
         G_mode: ``"grad2"`` (G accumulates (c e)^2) or ``"err2"`` (e^2) (SPEC section 4.1).
         G_integral: True: G += dt * g^2 (an integral); False: G += g^2 (a sum over steps).
         integrator: ``"euler"`` (SPEC section 5.1) or ``"exponential"``
-            (e *= exp(-dt c eta (G+eps)^(-p)), exact for a frozen rate, unconditionally stable).
+            (``e *= exp(-dt c eta (G+eps)^(-p))``, exact for a frozen rate, unconditionally stable).
         record_every: steps between recorded envelopes ("every 10 steps", [stated]).
         fit_window: [t_a, t_b] of the regression, in simulated time t.
-        fit_variable: regress log|a_k| on ``"t"`` or on the effective time ``"tau"`` (Eq. 8).
+        fit_variable: regress ``log|a_k|`` on ``"t"`` or on the effective time ``"tau"`` (Eq. 8).
         tau_mode: ``"power_of_mean"`` (Eq. 8 as written, (Gbar+eps)^(-p)) or ``"mean_of_power"``
             (the spatial mean of (G+eps)^(-p)).
     """
@@ -255,7 +255,10 @@ class SpectralSetup:
 
     @property
     def g_scale(self) -> float:
-        """s in G += s * e^2 per step: c^2 (grad2) or 1 (err2), times dt if G_integral."""
+        """The factor s in ``G += s * e^2`` per step.
+
+        c^2 (grad2) or 1 (err2), times dt if G_integral.
+        """
         return (self.c**2 if self.G_mode == "grad2" else 1.0) * (
             self.dt if self.G_integral else 1.0
         )
@@ -432,7 +435,7 @@ class SpectralRun:
         setup: the :class:`SpectralSetup`; names: schedule names; keys: recorded modes.
         x, basis: grid [N] and orthonormalised basis [N, K].
         t: record times [R]; p: p(t_n) per step [S, steps].
-        a: signed modal coefficients a_k(t) [S, R, K]; ``envelope`` is |a|.
+        a: signed modal coefficients a_k(t) [S, R, K]; ``envelope`` is ``|a|``.
         tau: effective time of Eq. 8 (``setup.tau_mode``) at the record times [S, R].
         G_mean: spatial mean of G at the record times [S, R].
         mkk_integral: int_0^t M_kk(s) ds (Eq. 9's diagonal) at the record times [S, R, K].
@@ -455,7 +458,7 @@ class SpectralRun:
 
     @property
     def envelope(self) -> np.ndarray:
-        """|a_k(t)| [S, R, K], the envelopes of Fig. 3."""
+        """``|a_k(t)|`` [S, R, K], the envelopes of Fig. 3."""
         return np.abs(self.a)
 
 
@@ -481,7 +484,7 @@ def simulate(
     Args:
         schedules: name -> p(t) (e.g. :func:`table_schedules`); called once on all step times.
         initial_error: e0 on the grid, [N] or [S, N]; default -y (f0 = 0, SPEC section 5.1).
-        setup, **overrides: a :class:`SpectralSetup` and/or its fields.
+        setup, overrides: a :class:`SpectralSetup` and/or its fields (keyword arguments).
         track_theory: accumulate tau and int M_kk (about 15 % of the time); False leaves them NaN
             (a fit in tau then refuses).
         float32_rate: evaluate the factor (G+eps)^(-p) = exp(-p log(G+eps)) in float32, where
@@ -584,10 +587,10 @@ def simulate(
 
 @dataclass(frozen=True)
 class DecayFit:
-    """kappa_k, R^2 and intercept of log|a_k| = alpha_k - kappa_k * (t or tau), per schedule.
+    """kappa_k, R^2 and intercept of ``log|a_k| = alpha_k - kappa_k * (t or tau)``, per schedule.
 
     Arrays are [S, K]; ``crossings`` flags modes whose a_k changes sign inside the window (there
-    log|a_k| dips towards the floor and the single-exponential fit is poor).
+    ``log|a_k|`` dips towards the floor and the single-exponential fit is poor).
     """
 
     names: tuple[str, ...]
@@ -622,14 +625,15 @@ def fit_decay(
 ) -> DecayFit:
     r"""The decay constants: OLS fit of :math:`\log|a_k|\approx\alpha_k-\kappa_k u` over the window.
 
-    Paper Sec. 4.1.2 ("regress log|a_k(t)| on the window"), SPEC section 5.1: u is t
+    Paper Sec. 4.1.2 ("regress ``log|a_k(t)|`` on the window"), SPEC section 5.1: u is t
     (``variable="t"``, the default) or the effective time :math:`\tau` of Eq. 8 (``"tau"``;
     SPEC section 4.6, where a constant p gives a slope :math:`c\eta`). The window [t_a, t_b] is
-    always in simulated time t; records with t_a <= t <= t_b enter the fit. |a_k| is floored at
+    always in simulated time t; records with t_a <= t <= t_b enter the fit. ``|a_k|`` is floored at
     1e-300. Returns kappa_k = -slope and the coefficient of determination R^2 per schedule and
-    mode (R^2 is NaN where log|a_k| is constant).
+    mode (R^2 is NaN where ``log|a_k|`` is constant).
 
-    ``log_envelope`` [S, R, K] replaces log|a_k| of the run (used by :func:`diagonal_prediction`).
+    ``log_envelope`` [S, R, K] replaces ``log|a_k|`` of the run
+    (used by :func:`diagonal_prediction`).
     """
     s = run.setup
     window = s.fit_window if window is None else tuple(float(w) for w in window)
@@ -808,7 +812,7 @@ def period_average_quadrature(schedule: Callable, z: float, period: float) -> fl
 
 
 def implied_log_z(gain: float | np.ndarray, p_amp: float) -> np.ndarray:
-    r"""|ln z| at which :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1); SPEC 5.4 item 6.
+    r"""``|ln z|`` at which :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1); SPEC 5.4 item 6.
 
     If a tidal row's gain over its same-mean constant were the pure period-average factor, this is
     how far from 1 the typical z = G + eps would have to be.
@@ -900,7 +904,7 @@ def _paper_aligned(kappa: np.ndarray, keys: tuple[int, ...]) -> np.ndarray:
 
 
 def row_summary(kappa: pd.DataFrame) -> pd.DataFrame:
-    """Per row, ours vs the paper: RMS and max |difference|, mean kappa, and the direction in k.
+    """Per row, ours vs the paper: RMS and maximum absolute difference, mean kappa, direction in k.
 
     ``rho_*`` is Spearman's rank correlation of kappa_k with log k (> 0: high-pass, larger kappa at
     high k; < 0: low-pass; NaN for a row flat to 1e-6), ``slope_*`` the OLS slope of kappa_k on
@@ -956,7 +960,7 @@ def _paper_p0_value() -> float:
     return float(row[[c for c in table if c.startswith("k")]].to_numpy().mean())
 
 
-#: The checks K1-K7 of SPEC section 5.5: (id, claim in the paper's words, operational test).
+#: The checks K1-K7 of SPEC section 5.5, as (id, claim in the paper's words, operational test).
 CLAIMS = (
     (
         "K1",
