@@ -26,6 +26,7 @@ from nsf.provenance import device_description, git_commit, repo_root
 from nsf.runstore import RunStore, atomic_write_bytes
 
 __all__ = [
+    "ChapterExecutionError",
     "UnknownParameterError",
     "build_book",
     "chapter_names",
@@ -39,6 +40,10 @@ __all__ = [
 
 class UnknownParameterError(ValueError):
     """A parameter the chapter does not declare."""
+
+
+class ChapterExecutionError(RuntimeError):
+    """A chapter raised while executing; the message names the chapter and the failing cell."""
 
 
 def notebooks_dir() -> Path:
@@ -153,6 +158,11 @@ def execute_chapter(
                 str(notebooks_dir() / f"{chapter}.ipynb"), None, parameters=params,
                 cwd=str(repo_root()), progress_bar=progress, kernel_name="python3",
             )  # fmt: skip
+        except papermill.PapermillExecutionError as error:
+            raise ChapterExecutionError(
+                f"chapter {chapter} ({profile}) failed in cell {error.exec_count}: "
+                f"{error.ename}: {error.evalue}"
+            ) from error
         finally:
             if env_before is None:
                 os.environ.pop("NSF_FIGURE_DIR", None)

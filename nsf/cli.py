@@ -1,13 +1,18 @@
-"""The ``nsf`` command: run one chapter, or build the whole book.
+"""The ``nsf`` command: run one chapter, build the book, or train one configuration.
 
 nsf run 03 --profile ci -p dt 0.002 -p keys "[1, 2, 4]" --output my_run.ipynb
 nsf book --profile default
+nsf train --config cfg.json --store runs                   # one process
+torchrun --nproc_per_node=8 -m nsf train --config cfg.json --store runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 from nsf.profiles import PROFILES
 
@@ -29,25 +34,56 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="execute every chapter (cached) and build the book")
     book.add_argument("--profile", choices=PROFILES, default="default")
     book.add_argument("--no-progress", action="store_true", help="hide the cell progress bars")
+
+    train = commands.add_parser(
+        "train", help="train one TrainConfig in a run store (also under torchrun)"
+    )
+    train.add_argument("--config", required=True, help="a JSON file of TrainConfig fields")
+    train.add_argument("--store", required=True, help="the run store's root directory")
+    train.add_argument("--data-root", help="where the datasets are (else $NSF_DATA_ROOT)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from nsf import book
+
+    overrides = {name: book.parse_value(value) for name, value in args.parameter}
+    try:
+        path = book.execute_chapter(
+            args.chapter, args.profile, overrides, args.output, progress=not args.no_progress
+        )
+    except book.ChapterExecutionError as error:
+        raise SystemExit(f"nsf: error: {error}") from None
+    print(f"executed notebook: {path}")
+
+
+def _book(args: argparse.Namespace) -> None:
+    from nsf import book
+
+    try:
+        book.build_book(args.profile, progress=not args.no_progress)
+    except book.ChapterExecutionError as error:
+        raise SystemExit(f"nsf: error: {error}") from None
+
+
+def _train(args: argparse.Namespace) -> None:
+    from nsf.engine import TrainConfig, train
+
+    config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    progress = False if args.no_progress else None
+    result = train(config, args.store, data_root=args.data_root, progress=progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {"run_dir": str(result.run_dir), "from_cache": result.from_cache}
+        print(json.dumps({**summary, "final": result.metrics[-1]}))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from papermill.exceptions import PapermillExecutionError
-
-    from nsf import book
-
+    command = {"run": _run, "book": _book, "train": _train}[args.command]
     try:
-        if args.command == "run":
-            overrides = {name: book.parse_value(value) for name, value in args.parameter}
-            path = book.execute_chapter(
-                args.chapter, args.profile, overrides, args.output, progress=not args.no_progress
-            )
-            print(f"executed notebook: {path}")
-        else:
-            book.build_book(args.profile, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, PapermillExecutionError) as error:
+        command(args)
+    except (ValueError, FileNotFoundError) as error:
         print(f"nsf: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -78,6 +78,7 @@ __all__ = [
     "make_synthetic_bands",
 ]
 
+#: The dataset names :func:`load_dataset` accepts (six on-disk datasets, two embedded).
 DATASETS: tuple[str, ...] = (
     "cifar10",
     "cifar100",

@@ -6,7 +6,7 @@ the pulse-tidal ResNet-18 (paper Sec. 5.1, SPEC section 8). One function, :func:
 
     config = TrainConfig(dataset="digits", model="small_cnn", epochs=15, batch_size=64,
                          lr=0.05, p_schedule={"kind": "constant", "p": 0.0})
-    result = train(config, "runs")          # or: torchrun --nproc_per_node=8 -m nsf.engine ...
+    result = train(config, "runs")          # or: torchrun --nproc_per_node=8 -m nsf train ...
     result.frame                            # one row of metrics per epoch
 
 What one iteration does (SPEC sections 1.10, 3.2, 8.1)::
@@ -40,7 +40,6 @@ Correct by construction:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -75,7 +74,6 @@ __all__ = [
     "build_p_schedule",
     "evaluate",
     "load_result",
-    "main",
     "rle_decode",
     "rle_encode",
     "train",
@@ -620,7 +618,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss, top-1, top-min(5, C) and 15-bin ECE of ``model`` (in eval mode) over ``loader``.
 
-    ECE = sum_b |sum_{i in b} correct_i - sum_{i in b} confidence_i| / N, with the bins
+    ``ECE = sum_b |sum_{i in b} correct_i - sum_{i in b} confidence_i| / N``, with the bins
     (k/15, (k+1)/15] of the top-1 softmax probability (SPEC section 8.3). Under DDP every process
     evaluates its shard and the sums are all-reduced.
     """
@@ -687,7 +685,8 @@ def train(
     Resumes from ``checkpoint.pt`` if the run was interrupted. Started by ``torchrun`` (the
     environment has WORLD_SIZE > 1), it joins the process group (NCCL on CUDA, gloo on CPUs),
     trains with DistributedDataParallel on its shard of every global batch, and only rank 0
-    writes files. ``data_root`` is where :func:`nsf.datasets.load_dataset` looks for the
+    writes files (every rank reads the checkpoint: across nodes, ``store_root`` must be on a
+    shared file system). ``data_root`` is where :func:`nsf.datasets.load_dataset` looks for the
     downloaded datasets (it is not part of the config: it says where the data is, not what it
     is). ``progress``: tqdm bars on rank 0 (``None``: when stderr is a terminal).
     """
@@ -1043,42 +1042,3 @@ class _Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: python -m nsf.engine --config cfg.json --store runs   (or under torchrun)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nsf.engine --config CFG.json --store DIR [--data-root D] [--no-progress]``.
-
-    Works the same under ``torchrun --nproc_per_node=N -m nsf.engine ...``. Prints the run
-    directory and the final metrics (rank 0).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m nsf.engine", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--config", required=True, help="a JSON file with TrainConfig fields")
-    parser.add_argument("--store", required=True, help="the run store's root directory")
-    parser.add_argument("--data-root", default=None, help="where the downloaded datasets are")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
-    result = train(
-        config, args.store, data_root=args.data_root, progress=False if args.no_progress else None
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            json.dumps(
-                {
-                    "run_dir": str(result.run_dir),
-                    "from_cache": result.from_cache,
-                    "final": result.metrics[-1],
-                }
-            )
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

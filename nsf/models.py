@@ -24,6 +24,7 @@ from torch import nn
 
 __all__ = ["MODELS", "STEMS", "SmallCNN", "build_model", "resnet18"]
 
+#: The model names :func:`build_model` accepts.
 MODELS = ("resnet18", "small_cnn")
 STEMS = ("cifar", "imagenet")
 NORMS = ("batch", "group", "none")

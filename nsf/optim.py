@@ -15,13 +15,19 @@ r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
 p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
 coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
 ``torch.optim.Adam``: a small class that validates and gathers state, and a functional update
-:func:`nsf_update` with a single-tensor and a foreach implementation.
+:func:`nsf_update` with a single-tensor, a foreach (the default) and a fused implementation.
+
+The fused implementation (``fused=True``) runs the whole per-tensor update as one
+``torch.compile``-generated kernel (inductor: C++/OpenMP on the CPU, Triton on CUDA). Every
+number that may change between steps (p, lr, the betas, eps, the weight decay and the
+bias-correction divisors) enters it as a 0-d CPU tensor, so a p schedule never recompiles and
+never waits for the device; see :func:`_fused_nsf`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -93,13 +99,24 @@ class NSF(Optimizer):
             the p = 0 update from the same state, so p changes the direction only (the
             step-size control of SPEC sections 1.5 and 7.4).
         maximize: ascend instead of descend.
-        foreach: use the multi-tensor path; ``None`` picks it (on CPU and CUDA alike).
+        foreach: use the multi-tensor path; ``None`` picks it (on CPU and CUDA alike) unless
+            ``fused=True``.
+        fused: run each tensor's whole update as one compiled kernel (``torch.compile``,
+            inductor); ``None`` means ``False``. The first step pays the compilation (seconds to
+            a minute, on the host), once per process for each (device, dtype, amsgrad,
+            update_norm) (plus once more for tensors of a single element); later steps reuse it
+            whatever p, lr, betas, eps and weight_decay are, so a p schedule never recompiles
+            and never synchronises with the device. Needs a working inductor backend (a C++
+            compiler on the CPU, Triton on CUDA). See :func:`_fused_nsf`.
 
     Endpoints (exact, tested): p = 1/2 is ``torch.optim.Adam`` (and ``AdamW``, ``amsgrad``);
     p = 0 with ``momentum="heavy_ball"`` and eps = 0 is ``torch.optim.SGD(momentum=beta1)``;
     p = 1/2 with beta1 = 0 and no bias correction is ``torch.optim.RMSprop``.
 
     Note: at a fixed lr, changing p also changes the step size by v^^(-p) (SPEC section 1.5).
+
+    The three implementations agree to rounding (the fused one to a few ulp: it has no p = 0 or
+    p = 1/2 special case, and computes v^^p as exp2(p log2 v) in the parameter's precision).
     """
 
     def __init__(
@@ -119,7 +136,10 @@ class NSF(Optimizer):
         update_norm: str | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        if fused and foreach:
+            raise ValueError("fused=True and foreach=True cannot be set together")
         _check_hyperparameters(lr, p, betas, eps, weight_decay)
         _check_choice("momentum", momentum, MOMENTUM_MODES)
         _check_choice("eps_mode", eps_mode, EPS_MODES)
@@ -138,6 +158,7 @@ class NSF(Optimizer):
             update_norm=update_norm,
             maximize=bool(maximize),
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -211,6 +232,7 @@ class NSF(Optimizer):
                 update_norm=group["update_norm"],
                 maximize=group["maximize"],
                 foreach=group["foreach"],
+                fused=group.get("fused"),  # absent from state_dicts saved before it existed
             )
         return loss
 
@@ -237,11 +259,17 @@ def nsf_update(
     update_norm: str | None,
     maximize: bool,
     foreach: bool | None = None,
+    fused: bool | None = None,
 ) -> None:
     """Functional form of :class:`NSF`: updates ``params`` and the state tensors in place."""
-    if foreach is None:
-        foreach = not torch.jit.is_scripting()
-    impl = _multi_tensor_nsf if foreach else _single_tensor_nsf
+    if fused and foreach:
+        raise ValueError("fused=True and foreach=True cannot be set together")
+    if fused:
+        impl = _fused_nsf
+    else:
+        if foreach is None:
+            foreach = not torch.jit.is_scripting()
+        impl = _multi_tensor_nsf if foreach else _single_tensor_nsf
     impl(
         params,
         grads,
@@ -412,3 +440,180 @@ def _denominator(
         torch._foreach_mul_(den, p * math.log(2.0))
         torch._foreach_exp_(den)
     return den, scales
+
+
+# ------------------------------------------------------------------------------ fused path
+
+# One torch.compile wrapper per (device type, dtype, amsgrad, rms_matched), built on first use.
+_FUSED_KERNELS: dict[tuple[Any, ...], Callable[..., None]] = {}
+
+
+def _nsf_tensor_kernel(
+    param: Tensor, grad: Tensor, m: Tensor, v: Tensor, vmax: Tensor | None, scalars: tuple
+) -> None:
+    r"""One tensor's whole NSF step, written to be compiled into a single pass over memory.
+
+    ``scalars`` are 0-d float64 CPU tensors (see :func:`_fused_scalars`):
+    (sign, lambda_l2, 1-beta1, beta2, 1-beta2, p, eps_in, eps_out, decay, c), and
+    (r, -lr) after them for ``update_norm="rms_matched"``. amsgrad is on when ``vmax`` is given.
+    The structure of the arguments (``vmax`` None or not, 10 or 12 scalars) is what dynamo
+    specialises on; the values of the scalars are never specialised::
+
+        g <- sign*grad + lambda_l2*theta
+        m <- lerp(m, g, 1-beta1)                 (ATen's formula, exact at beta1 = 0)
+        v <- beta2*v + (1-beta2)*g^2;  v <- max(v_max, v) with amsgrad
+        D <- exp2(p*log2(v + eps_in)) + eps_out  (v^0 = 1 exactly, 0^p = inf or 0)
+        theta <- decay*theta + c*m/D             (c = -lr*bc2^p/bc1)
+
+    or, with ``rms_matched``, u = c*m/D (c = bc2^p/bc1) and
+    theta <- decay*theta - lr * u * (r ||m|| / ||u||)  (r = p0_scale/bc1; ratio 1 if u = 0).
+    """
+    sign, wd_l2, w1, beta2, w2, p, eps_in, eps_out, decay, c = scalars[:10]
+    g = grad * sign + wd_l2 * param
+    diff = g - m
+    m.copy_(torch.where(w1.abs() < 0.5, m + w1 * diff, g - diff * (1.0 - w1)))
+    v.mul_(beta2).add_(w2 * g * g)
+    if vmax is not None:
+        vmax.copy_(torch.maximum(vmax, v))
+        v = vmax
+    power = torch.where(p == 0.0, 1.0, torch.exp2(p * _log2(v + eps_in)))
+    den = power + eps_out
+    param.mul_(decay)
+    if len(scalars) == 10:
+        param.add_(c * (m / den))
+        return
+    ref_scale, neg_lr = scalars[10:]
+    update = m * c / den
+    norm = torch.linalg.vector_norm(update)
+    target = torch.linalg.vector_norm(m) * ref_scale
+    param.add_(neg_lr * (update * torch.where(norm > 0, target / norm, 1.0)))
+
+
+def _log2(x: Tensor) -> Tensor:
+    """log2 for the compiled kernel: ``torch.log2``, except for float32 on the CPU.
+
+    There inductor's vectorised log2 (SLEEF, 1 ulp) costs as much as the rest of the step, so
+    this uses the float32 logarithm of Cephes (``logf``: x = 2^e m with m in [sqrt(1/2),
+    sqrt(2)), then a degree-8 polynomial in m - 1) with the exponent and mantissa read from the
+    bits; about 1e-7 absolute error in log2, i.e. a few ulp of v^p for |p| <= 1, like the
+    rounding of log2 v to float32 in the other paths. Subnormals are scaled by 2^24 first;
+    0, inf and NaN give -inf, inf and NaN, as ``torch.log2`` does. The constants are literals
+    so that dynamo bakes them into the kernel.
+    """
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return torch.log2(x)
+    tiny = x < 1.1754943508222875e-38  # below the smallest normal float32, or zero
+    bits = torch.where(tiny, x * 16777216.0, x).view(torch.int32) - 0x3F3504F3  # - bits(2^-0.5)
+    e = (bits >> 23).to(torch.float32) - torch.where(tiny, 24.0, 0.0)
+    f = ((bits & 0x007FFFFF) + 0x3F3504F3).view(torch.float32) - 1.0  # m - 1
+    z = f * f
+    r = 7.0376836292e-2 * f - 1.1514610310e-1
+    r = r * f + 1.1676998740e-1
+    r = r * f - 1.2420140846e-1
+    r = r * f + 1.4249322787e-1
+    r = r * f - 1.6668057665e-1
+    r = r * f + 2.0000714765e-1
+    r = r * f - 2.4999993993e-1
+    r = r * f + 3.3333331174e-1
+    log2 = e + (f + (f * z * r - 0.5 * z)) * 1.4426950408889634  # e + ln(m)/ln(2)
+    special = torch.where(x == 0.0, -math.inf, x)  # inf stays inf, NaN stays NaN
+    return torch.where((x > 0.0) & (x < math.inf), log2, special)
+
+
+def _compiled_kernel(device: torch.device, dtype: torch.dtype, amsgrad: bool, rms_matched: bool):
+    """The compiled :func:`_nsf_tensor_kernel` for these static flags (cached for the process).
+
+    ``dynamic=True`` makes tensor sizes symbolic, so one compiled kernel serves every tensor
+    shape (inputs are flattened to 1-D); dynamo still specialises sizes 0 and 1, so tensors of
+    a single element get a second kernel. Python scalars never reach the compiled function.
+    """
+    key = (device.type, dtype, amsgrad, rms_matched)
+    kernel = _FUSED_KERNELS.get(key)
+    if kernel is None:
+        kernel = torch.compile(_nsf_tensor_kernel, dynamic=True, fullgraph=True)
+        _FUSED_KERNELS[key] = kernel
+    return kernel
+
+
+def _fused_scalars(
+    step: float, *, lr, p, beta1, beta2, eps, weight_decay, momentum, bias_correction, eps_mode,
+    decoupled_weight_decay, update_norm, maximize,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """The per-step numbers of :func:`_nsf_tensor_kernel`, folded on the host in float64.
+
+    As in the foreach path, the bias correction of v costs a scalar: with v^ = v/bc2,
+    v^^p + eps = bc2^(-p) (v^p + eps bc2^p) and (v^ + eps)^p = bc2^(-p) (v + eps bc2)^p, so
+    eps moves to ``eps_out`` = eps bc2^p or ``eps_in`` = eps bc2 and bc2^p joins the step.
+    """
+    bc1, bc2 = _bias_corrections(step, beta1, beta2, momentum, bias_correction)
+    s = bc2**p
+    values = [
+        -1.0 if maximize else 1.0,
+        0.0 if decoupled_weight_decay else weight_decay,
+        1.0 - beta1,
+        beta2,
+        1.0 - beta2,
+        p,
+        eps * bc2 if eps_mode == "inside" else 0.0,
+        eps * s if eps_mode == "outside" else 0.0,
+        1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
+    ]
+    if update_norm is None:
+        values.append(-lr * s / bc1)
+    else:
+        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+        values += [s / bc1, p0_scale / bc1, -lr]
+    # Separate tensors (not views of one): aliasing inputs would change dynamo's guards.
+    return tuple(torch.tensor(x, dtype=torch.float64) for x in values)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A 1-D alias of a contiguous tensor that is not a view (else dynamo would guard on the
+    base's rank, and compile once per rank); other layouts keep their shape."""
+    return t.view(-1).detach() if t.is_contiguous() else t.detach()
+
+
+def _fused_nsf(
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
+    eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
+    update_norm, maximize,
+) -> None:  # fmt: skip
+    """The fused step: one compiled kernel call per tensor, each one pass over its memory.
+
+    The kernel (:func:`_nsf_tensor_kernel`) reads theta, g, m, v (and v_max) once and writes
+    theta, m, v once: 7 (9 with amsgrad) tensor-sized transfers where the foreach path makes
+    about 20. Its only specialisations are the device type, the dtype, ``amsgrad`` and
+    ``update_norm``; eps_mode, momentum, bias correction, coupled or decoupled decay and
+    ``maximize`` are folded into the scalars. Those scalars are computed on the host from the
+    CPU step counters and passed as 0-d CPU tensors, which inductor reads as kernel arguments:
+    changing p (or lr, eps, ...) every step neither recompiles nor synchronises with the
+    device. There is no p = 0 or p = 1/2 shortcut here (a schedule passing through those values
+    must not switch kernels): v^p is always exp2(p log2 v), with v^0 = 1 made exact by a select.
+    Each call costs some tens of microseconds of Python (dynamo's guards), which matters only
+    for models made of many tiny tensors.
+    """
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    if amsgrad:
+        tensors.append(max_exp_avg_sqs)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
+    hyper = dict(
+        lr=lr, p=p, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        momentum=momentum, bias_correction=bias_correction, eps_mode=eps_mode,
+        decoupled_weight_decay=decoupled_weight_decay, update_norm=update_norm, maximize=maximize,
+    )  # fmt: skip
+    for (device, dtype), (group_tensors, _) in grouped.items():
+        dev_params, dev_grads, dev_ms, dev_vs, dev_steps = group_tensors[:5]
+        dev_vmaxes = group_tensors[5] if amsgrad else [None] * len(dev_params)
+        kernel = _compiled_kernel(device, dtype, amsgrad, update_norm == "rms_matched")
+        torch._foreach_add_(dev_steps, 1)
+        scalars: dict[float, tuple[Tensor, ...]] = {}  # one set per distinct step count
+        for param, grad, m, v, vmax, step_t in zip(
+            dev_params, dev_grads, dev_ms, dev_vs, dev_vmaxes, dev_steps
+        ):
+            step = step_t.item()  # a CPU tensor: no device sync
+            if step not in scalars:
+                scalars[step] = _fused_scalars(step, **hyper)
+            if param.numel() == 0:
+                continue
+            flat_vmax = _flat(vmax) if vmax is not None else None
+            kernel(_flat(param), _flat(grad), _flat(m), _flat(v), flat_vmax, scalars[step])

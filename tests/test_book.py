@@ -69,7 +69,9 @@ def built(clone) -> dict:
     """Run ``nsf book --profile ci`` twice; return both logs and the second run's side effects."""
     first = _nsf(clone, "book", "--profile", "ci", "--no-progress", check=False)
     if first.returncode != 0:
-        pytest.fail(f"nsf book failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}")
+        output = first.stdout + first.stderr
+        problems = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
+        pytest.fail("nsf book failed:\n" + "\n".join(problems or [output[-6000:]]))
     runs = sorted((clone / ".cache" / "chapters").glob("*/finished.json"))
     stamps = {p: p.stat().st_mtime_ns for p in runs}
     second = _nsf(clone, "book", "--profile", "ci", "--no-progress")
