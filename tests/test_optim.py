@@ -23,16 +23,17 @@ def mlp(seed: int = 0) -> torch.nn.Module:
     ).double()
 
 
-def train_pair(make_a, make_b, steps: int = STEPS, schedulers=(None, None), seed: int = 0):
+def train_pair(make_a, make_b, steps: int = STEPS, schedulers=(None, None), seed: int = 0,
+               dtype=torch.float64):  # fmt: skip
     """Train two copies of one MLP on one random data stream; return both parameter lists."""
-    model_a, model_b = mlp(seed), mlp(seed)
+    model_a, model_b = mlp(seed).to(dtype), mlp(seed).to(dtype)
     opt_a, opt_b = make_a(model_a.parameters()), make_b(model_b.parameters())
     sched_a = schedulers[0](opt_a) if schedulers[0] else None
     sched_b = schedulers[1](opt_b) if schedulers[1] else None
     gen = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):
-        x = torch.randn(32, 6, generator=gen, dtype=torch.float64)
-        y = torch.randn(32, 3, generator=gen, dtype=torch.float64)
+        x = torch.randn(32, 6, generator=gen, dtype=torch.float64).to(dtype)
+        y = torch.randn(32, 3, generator=gen, dtype=torch.float64).to(dtype)
         for model, opt, sched in ((model_a, opt_a, sched_a), (model_b, opt_b, sched_b)):
             opt.zero_grad()
             torch.nn.functional.mse_loss(model(x), y).backward()
@@ -392,3 +393,153 @@ def test_state_dict_round_trip_keeps_hyperparameters():
     state = fresh.state_dict()["state"][0]
     assert set(state) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
     assert state["step"].item() == 1
+
+
+# -------------------------------------------------- fused (torch.compile) path, float64 and 32
+
+FUSED_CONFIGS = [
+    dict(p=-0.15), dict(p=0.5), dict(p=0.0), dict(p=-0.2, eps_mode="inside", eps=1e-3),
+    dict(p=-0.4, momentum="heavy_ball"), dict(p=0.3, amsgrad=True, weight_decay=0.01),
+    dict(p=0.6, decoupled_weight_decay=True, weight_decay=0.1), dict(p=-0.2, maximize=True),
+    dict(p=0.2, update_norm="rms_matched"), dict(p=0.25, eps_mode="inside", bias_correction=False),
+    dict(p=0.0, eps=0.0, momentum="heavy_ball", weight_decay=1e-2, betas=(0.0, 0.99)),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", FUSED_CONFIGS, ids=str)
+def test_fused_equals_foreach(config):
+    """fused=True (one compiled kernel per tensor) equals the foreach path to 1e-12 relative over
+    50 float64 steps; compiled once per (amsgrad, update_norm), whatever the rest."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=1e-3, fused=True, **config),
+        lambda ps: NSF(ps, lr=1e-3, foreach=True, **config),
+        steps=50,
+    )
+    assert max_rel_diff(a, b) <= 1e-12
+
+
+@pytest.mark.slow
+def test_fused_equals_foreach_under_switching_schedule():
+    """A pulse-tidal p schedule (with amsgrad, heavy ball, weight decay) on both paths."""
+    schedule = schedules.pulse_tidal(-0.05, 7, 0.25, -0.15, 5)
+    make = lambda fused: lambda ps: NSF(  # noqa: E731
+        ps, lr=1e-2, momentum="heavy_ball", weight_decay=5e-4, amsgrad=True, fused=fused,
+        foreach=None if fused else True,
+    )  # fmt: skip
+    sched = lambda opt: PScheduler(opt, schedule)  # noqa: E731
+    a, b = train_pair(make(True), make(False), steps=50, schedulers=(sched, sched))
+    assert max_rel_diff(a, b) <= 1e-12
+
+
+def _dynamo_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.slow
+def test_fused_changing_p_every_step_never_recompiles():
+    """p (and lr) changing every step, through 0 and 1/2 exactly, on tensors of new sizes and a
+    new optimizer: no recompilation (dynamo would raise), no new graph, no graph break."""
+    a = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(7, dtype=torch.float64, requires_grad=True)
+    model = mlp()
+    opt = NSF([{"params": model.parameters()}, {"params": [a, b], "p": 0.3}], lr=1e-2, fused=True)
+
+    def step(optimizer, params, t):
+        for q in params:
+            q.grad = torch.full_like(q, 0.01 * (t + 1)).sin()
+        optimizer.step()
+
+    params = [*model.parameters(), a, b]
+    step(opt, params, 0)  # compiles, unless an earlier test did
+    graphs = _dynamo_graphs()
+    ps = [0.5, 0.0, *schedules.tidal(0.0, 0.4, 7)(np.arange(20)), 0.5, 0.0]
+    other = NSF([torch.zeros(11, 2, dtype=torch.float64, requires_grad=True)], fused=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for t, p in enumerate(ps):
+            opt.param_groups[0]["p"], opt.param_groups[1]["p"] = float(p), float(-p)
+            opt.param_groups[0]["lr"] = 1e-2 / (1 + t)
+            step(opt, params, t)
+            step(other, other.param_groups[0]["params"], t)
+    assert len(ps) >= 20
+    assert _dynamo_graphs() == graphs
+    assert not torch._dynamo.utils.counters["graph_break"]
+    assert all(torch.isfinite(q).all() for q in params)
+
+
+@pytest.mark.slow
+def test_fused_state_dict_round_trip():
+    """The fused path keeps the foreach path's state (same keys); a checkpoint taken from it
+    resumes bit-identically, and the foreach path can take over from it."""
+
+    def run(split=None, then_foreach=False):
+        model = mlp(3)
+        opt = NSF(model.parameters(), lr=1e-2, p=-0.15, amsgrad=True, fused=True)
+        gen = torch.Generator().manual_seed(0)
+        for i in range(12):
+            if i == split:
+                state = copy.deepcopy(opt.state_dict())
+                opt = NSF(model.parameters())
+                opt.load_state_dict(state)  # restores the hyperparameters, fused=True included
+                if then_foreach:
+                    opt.param_groups[0]["fused"] = False
+            x = torch.randn(8, 6, generator=gen, dtype=torch.float64)
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+        return [q.detach() for q in model.parameters()], opt
+
+    full, opt = run()
+    state = opt.state_dict()
+    assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    assert state["param_groups"][0]["fused"] is True
+    resumed, _ = run(split=5)
+    for x, y in zip(full, resumed):
+        assert torch.equal(x, y)
+    assert max_rel_diff(full, run(split=5, then_foreach=True)[0]) <= 1e-12
+
+
+@pytest.mark.slow
+def test_fused_float32_matches_foreach_and_handles_zero_second_moment():
+    """float32 on the CPU uses the kernel's own log2/exp2: within float32 rounding of the
+    foreach path, and v = 0 with p < 0 still gives a zero step, not NaN (SPEC 1.7)."""
+    a, b = train_pair(
+        lambda ps: NSF(ps, lr=1e-3, p=-0.15, momentum="heavy_ball", weight_decay=5e-4, fused=True),
+        lambda ps: NSF(ps, lr=1e-3, p=-0.15, momentum="heavy_ball", weight_decay=5e-4),
+        steps=30,
+        schedulers=(lambda o: PScheduler(o, schedules.tidal(0.0, 0.3, 5)),) * 2,
+        dtype=torch.float32,
+    )
+    assert max_rel_diff(a, b) <= 1e-5
+    for eps_mode, eps in (("outside", 1e-8), ("outside", 0.0), ("inside", 0.0)):
+        theta = torch.ones(5, requires_grad=True)
+        opt = NSF([theta], lr=0.1, p=-0.5, eps=eps, eps_mode=eps_mode, fused=True)
+        for _ in range(3):
+            theta.grad = torch.tensor([0.0, 0.0, 1e-30, 1.0, -2.0])  # 1e-30**2 underflows
+            opt.step()
+        assert torch.isfinite(theta).all(), (eps_mode, eps, theta)
+        assert torch.equal(theta[:3].detach(), torch.ones(3))
+
+
+def test_fused_leaves_odd_tensors_to_the_foreach_path():
+    """Non-contiguous and single-element parameters are updated by the foreach path, exactly."""
+
+    def make():
+        torch.manual_seed(0)
+        return [torch.randn(4, 6, dtype=torch.float64).t().requires_grad_(),
+                torch.randn(1, dtype=torch.float64, requires_grad=True)]  # fmt: skip
+
+    a, b = make(), make()
+    opt_a, opt_b = NSF(a, p=-0.15, fused=True), NSF(b, p=-0.15, foreach=True)
+    for t in range(5):
+        for q in (*a, *b):
+            q.grad = torch.full_like(q, 0.1 * (t + 1))
+        opt_a.step()
+        opt_b.step()
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_fused_and_foreach_together_are_refused():
+    with pytest.raises(ValueError, match="fused=True and foreach=True"):
+        NSF(mlp().parameters(), fused=True, foreach=True)
