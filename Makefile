@@ -25,14 +25,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# glibc returns freed tensor-sized buffers to the OS, so the first op writing a fresh one pays
-# page faults, at random (timings turn bimodal). Keeping freed memory makes the ratios stable.
-BENCH_ENV := MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184
-
 benchmark: $(STAMP)
-	$(BENCH_ENV) $(PY) benchmarks/optimizer_step.py
-	$(BENCH_ENV) $(PY) benchmarks/train_step.py
-	$(BENCH_ENV) $(PY) benchmarks/spectral_batch.py
+	$(PY) benchmarks/optimizer_step.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/spectral_batch.py
 
 # torch and torchvision are pinned to the builds this project is tested with; pip takes them from
 # local files where a machine has them, from PyPI elsewhere.

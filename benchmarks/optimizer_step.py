@@ -18,15 +18,14 @@ Its compilation is timed separately (the first fused step, on a small model) bef
 rounds and reported; it is paid once per process. "Adam fused (torch)" is
 ``torch.optim.Adam(fused=True)``, torch's hand-written single-pass kernel, for reference.
 
-Run it through ``make benchmark``, which pins glibc's allocator thresholds: otherwise freed
+The allocator is held steady first (:func:`nsf.unified.steady_allocator`): otherwise freed
 tensor-sized buffers go back to the OS and whichever op first writes a fresh one pays page
-faults at random, which makes every ratio bimodal (the script warns when they are not pinned).
+faults at random, which makes every ratio bimodal.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
@@ -76,11 +75,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
-    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        print(
-            "note: glibc's allocator thresholds are not pinned; "
-            "`make benchmark` pins them for stable ratios"
-        )
     if args.threads:
         torch.set_num_threads(args.threads)
 

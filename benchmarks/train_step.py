@@ -17,15 +17,14 @@ and the time inside ``optimizer.step()`` alone. Usage::
     python benchmarks/train_step.py                       # CPU, batch 16: about a minute
     python benchmarks/train_step.py --device cuda --batch-size 256 --steps 50 --amp
 
-Run it through ``make benchmark``, which pins glibc's allocator thresholds: otherwise freed
+The allocator is held steady first (:func:`nsf.unified.steady_allocator`): otherwise freed
 tensor-sized buffers go back to the OS and whichever op first writes a fresh one pays page
-faults at random, which makes every ratio bimodal (the script warns when they are not pinned).
+faults at random, which makes every ratio bimodal.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from nsf import NSF
 from nsf.models import resnet18
+from nsf.unified import steady_allocator
 
 
 def _sync(device: torch.device) -> None:
@@ -74,11 +74,7 @@ def main(argv=None) -> dict[str, float]:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last (CUDA)")
     args = parser.parse_args(argv)
-    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        print(
-            "note: glibc's allocator thresholds are not pinned; "
-            "`make benchmark` pins them for stable ratios"
-        )
+    steady_allocator()
 
     device = torch.device(args.device)
     amp = args.amp and device.type == "cuda"

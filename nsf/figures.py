@@ -114,6 +114,7 @@ class Chapter:
         png, pdf = out / f"{label}.png", out / f"{label}.pdf"
         fig.savefig(png)
         fig.savefig(pdf)
+        self.glue(label, fig)  # so other pages can paste it: {glue:figure} <chapter>_<label>
         plt.close(fig)
         src = f"/book/_static/figures/{self.name}/{label}.png"  # where `nsf book` publishes it
         display(
