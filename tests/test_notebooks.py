@@ -88,3 +88,15 @@ def test_source_hash_changes_when_the_package_changes(tmp_path):
     assert book.source_hash(package) == before
     (package / "optim.py").write_text((package / "optim.py").read_text() + "\n# touched\n")
     assert book.source_hash(package) != before
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_papermill_reads_every_parameter(chapter):
+    """`papermill --help-notebook` lists what a user may pass; its parser must read every line."""
+    import papermill
+
+    path = repo_root() / "notebooks" / f"{chapter}.ipynb"
+    inferred = papermill.inspect_notebook(str(path))
+    nb = nbformat.read(path, as_version=4)
+    names = [node.targets[0].id for node in ast.parse(parameters_cells(nb)[0].source).body]
+    assert list(inferred) == names
