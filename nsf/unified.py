@@ -24,6 +24,8 @@ __all__ = [
     "diagonal_checks",
     "diagonal_demo",
     "optimizer_step_times",
+    "resnet18_gradients",
+    "steady_allocator",
     "step_multiplier",
     "steps_to_reduce",
     "torch_equivalences",
@@ -31,11 +33,12 @@ __all__ = [
 
 
 def constant_gradient_gain(g: np.ndarray, p: float, eps: float = 0.0) -> np.ndarray:
-    """Step relative to SGD under a constant gradient: 1/(|g|^(2p) + eps) (SPEC 1.5, exact).
+    r"""Step relative to SGD under a constant gradient, :math:`1/(|g|^{2p} + \epsilon)` (SPEC 1.5).
 
-    With bias correction a constant gradient gives m^ = g and v^ = g^2 at every step, so the
-    update is -eta * g/(|g|^(2p) + eps): the gain is |g|^(-2p) for |g|^(2p) >> eps and the
-    update scales as |g|^(1-2p).
+    With bias correction a constant gradient gives :math:`\hat m = g` and :math:`\hat v = g^2` at
+    every step, so the update is :math:`-\eta\, g/(|g|^{2p} + \epsilon)`: the gain is
+    :math:`|g|^{-2p}` where :math:`|g|^{2p} \gg \epsilon`, and the update scales as
+    :math:`|g|^{1-2p}`. Exact, not an approximation.
     """
     return 1.0 / (np.abs(np.asarray(g, dtype=float)) ** (2 * p) + eps)
 
@@ -166,9 +169,11 @@ def diagonal_demo(
     coordinate is one frequency (H_i is a Kronecker delta) and v_k is the band energy V(omega_k).
     NSF (ema, bias correction, eps outside) is run from theta = 0 for each p.
 
-    Returns, per p: ``rel_error`` [steps + 1, K] = |theta_k(t) - y_k| / |y_k|; ``gain`` and
-    ``v_hat`` [K] at ``probe_step``, the realised gain r_k = |Delta theta_k| / (eta |m^_k|),
-    which Eq. 3 says is 1/(v^_k^p + eps); ``slope``, the log-log fit of r_k on v^_k (= -p).
+    Returns, per p: ``rel_error`` [steps + 1, K], :math:`|\theta_k(t) - y_k| / |y_k|`; ``gain``
+    and ``v_hat`` [K] at ``probe_step``, the realised gain
+    :math:`r_k = |\Delta\theta_k| / (\eta\,|\hat m_k|)`, which Eq. 3 says is
+    :math:`1/(\hat v_k^{\,p} + \epsilon)`; ``slope``, the log-log fit of :math:`r_k` on
+    :math:`\hat v_k` (which is :math:`-p`).
     ``noise_std`` is the per-coefficient std of xi_k (SPEC 2.2's convention).
     """
     if not p_values:
@@ -245,7 +250,7 @@ def optimizer_step_times(
     ``make_params()`` returns fresh parameters with ``.grad`` set; each optimizer gets its own
     copy. ``schedules`` maps an optimizer's name to a p schedule stepped with it (a schedule that
     changes p every step must cost what a constant p costs). Interleaving rounds spreads drift in
-    machine load evenly over the optimizers; :func:`steady_allocator` is applied first.
+    machine load evenly over the optimizers; :func:`~nsf.unified.steady_allocator` is applied first.
     """
     steady_allocator()
     instances = {}
