@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -243,9 +242,3 @@ def build_book(profile: str = "default", *, progress: bool = True) -> Path:
     index = root / "_build" / "html" / "index.html"
     print(f"\nThe book is built: open {index}")
     return index
-
-
-def notebook_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``nsf`` and ``papermill`` metadata of an executed notebook."""
-    meta = json.loads(Path(path).read_text())["metadata"]
-    return {"nsf": meta.get("nsf", {}), "papermill": meta.get("papermill", {})}

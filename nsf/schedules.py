@@ -139,7 +139,6 @@ class pulse_tidal(_Schedule):  # noqa: N801
         steps = _finite("pulse_steps", self.pulse_steps)
         if steps < 0:
             raise ValueError(f"pulse_steps must be >= 0, got {steps!r}; use 0 for no pulse")
-        object.__setattr__(self, "pulse_steps", self.pulse_steps)
         object.__setattr__(self, "high", _finite("high", self.high))
         object.__setattr__(self, "low", _finite("low", self.low))
         object.__setattr__(self, "every", _positive("every", self.every))
