@@ -10,10 +10,9 @@ or ``companion`` for choices that only this book makes (sizes, seeds, plot exten
 from __future__ import annotations
 
 import functools
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 __all__ = ["PROFILES", "TAGS", "chapter_parameters", "profile_overrides"]
 
