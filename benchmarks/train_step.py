@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from nsf import NSF
-from nsf.models import resnet18
+from nsf.train.models import resnet18
 from nsf.unified import steady_allocator
 
 

@@ -60,10 +60,10 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from nsf import schedules
-from nsf.models import MODELS, STEMS, build_model
 from nsf.optim import EPS_MODES, MOMENTUM_MODES, NSF, UPDATE_NORMS
 from nsf.runstore import Run, RunStore, atomic_write_json, atomic_write_text
 from nsf.schedules import PScheduler
+from nsf.train.models import MODELS, STEMS, build_model
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -318,7 +318,7 @@ class TrainConfig:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        from nsf.datasets import DATASETS
+        from nsf.train.datasets import DATASETS
 
         _check(self.dataset in DATASETS, f"dataset={self.dataset!r} is not one of {DATASETS}")
         _check(
@@ -726,7 +726,7 @@ class _Trainer:
         data_root: str | os.PathLike | None,
         progress: bool,
     ) -> None:
-        from nsf import datasets
+        from nsf.train import datasets, loader
 
         self.config, self.run, self.device, self.dist, self.progress = (
             config,
@@ -765,7 +765,7 @@ class _Trainer:
             world_size=W,
             channels_last=self.channels_last,
         )
-        self.train_loader = datasets.DeviceLoader(
+        self.train_loader = loader.DeviceLoader(
             train_set,
             config.batch_size // W,
             train=True,
@@ -774,7 +774,7 @@ class _Trainer:
             drop_last=config.drop_last,  # explicit: the loader's default depends on W
             **common,
         )
-        self.val_loader = datasets.DeviceLoader(
+        self.val_loader = loader.DeviceLoader(
             val_set, config.eval_batch_size // W, train=False, **common
         )
         self.iters_per_epoch = len(self.train_loader)

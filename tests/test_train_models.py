@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nsf.models import SmallCNN, build_model, resnet18
+from nsf.train.models import SmallCNN, build_model, resnet18
 
 # Spatial size of layer4's output: the CIFAR stem keeps the input resolution until layer2
 # (strides 1, 1, 2, 2, 2 in total 8), the ImageNet stem divides by 4 first (total 32).
