@@ -68,7 +68,7 @@ def _book(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from nsf.engine import TrainConfig, train
+    from nsf.train import TrainConfig, train
 
     config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
     progress = False if args.no_progress else None
