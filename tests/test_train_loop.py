@@ -131,9 +131,12 @@ def test_run_directory_contents(digits_run):
     names = {p.name for p in result.run_dir.iterdir()}
     assert {"config.json", "metrics.csv", "p_log.json", CHECKPOINT_FILE, "model.pt"} <= names
     assert {"finished.json"} <= names
-    assert TrainConfig.from_dict(json.loads((result.run_dir / "config.json").read_text())) == (
-        result.config
-    )
+    assert TrainConfig.from_dict(
+        {
+            **json.loads((result.run_dir / "config.json").read_text()),
+            **result.summary["augmentation"],
+        }
+    ) == (result.config)
     iterations = result.metrics[-1]["iteration"]
     assert rle_decode(result.p_log) == [0.0] * iterations
     state = result.state_dict()
