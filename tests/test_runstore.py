@@ -50,3 +50,34 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left behind
+
+
+def test_pinned_hash_of_a_fixed_config():
+    """A change to how configs are hashed moves every stored run: it must show up here. The
+    expected value is SHA-256 of the canonical JSON written out by hand, not computed by the
+    function under test."""
+    import hashlib
+
+    config = {"lr": 0.1, "betas": (0.9, 0.999), "name": "digits", "epochs": 3}
+    text = '{"betas":[0.9,0.999],"epochs":3,"lr":0.1,"name":"digits"}'
+    assert config_hash(config) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert config_hash(config) == "78f1a2be713507de"
+
+
+def test_tuple_list_path_and_int_float():
+    from pathlib import Path
+
+    assert config_hash({"b": (1, 2)}) == config_hash({"b": [1, 2]})
+    assert config_hash({"root": Path("data/cifar")}) == config_hash({"root": "data/cifar"})
+    # The store keeps JSON's types: 1 and 1.0 are two configs. A typed config (TrainConfig's
+    # float fields) makes them one before it reaches the store.
+    assert config_hash({"lr": 1}) != config_hash({"lr": 1.0})
+    from nsf.train import TrainConfig
+
+    assert TrainConfig(lr=1).run_key() == TrainConfig(lr=1.0).run_key()
+
+
+def test_eps_differing_in_the_eighth_digit_gets_another_directory(tmp_path):
+    store = RunStore(tmp_path)
+    a, b = store.run({"eps": 1.0000001e-8}), store.run({"eps": 1.0000002e-8})
+    assert a.dir != b.dir
