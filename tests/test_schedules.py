@@ -199,7 +199,7 @@ def test_scheduler_drives_any_key():
 def test_bad_specs_are_refused_by_name():
     with pytest.raises(ValueError, match="'sine'"):
         from_spec({"kind": "sine"})
-    with pytest.raises(ValueError, match="'0.5'"):
+    with pytest.raises(ValueError, match=r"'0\.5'"):
         from_spec({"kind": "constant", "p": "0.5"})
     with pytest.raises(ValueError, match="milestones"):
         multistep([5, 2])

@@ -22,8 +22,9 @@ def test_equal_meanings_are_one_config():
 def test_run_key_leaves_out_the_cadence_only():
     base = TrainConfig()
     assert base.replace(log_every=7, checkpoint_every=9).run_key() == base.run_key()
-    for change in ({"seed": 1}, {"compile": True}, {"amp": "none"}, {"device": "cpu"},
-                   {"eps": 1.0000001e-8}, {"p_schedule": {"kind": "constant", "p": 0.1}}):  # fmt: skip
+    changes = [{"seed": 1}, {"compile": True}, {"amp": "none"}, {"device": "cpu"},
+               {"eps": 1.0000001e-8}, {"p_schedule": {"kind": "constant", "p": 0.1}}]  # fmt: skip
+    for change in changes:
         assert base.replace(**change).run_key() != base.run_key(), change
 
 

@@ -1,4 +1,4 @@
-"""The training loop (SPEC 3, 8): learning, run store, exact resume after a kill, DDP, loss weighting.
+"""The training loop (SPEC 3, 8): learning, run store, resume after a kill, DDP, loss weighting.
 
 Everything runs on the CPU with the digits data that ships inside scikit-learn. Processes that
 must die or be started by torchrun run as subprocesses, exactly as a user would start them:
@@ -246,7 +246,8 @@ def test_torchrun_two_processes_match_one(tmp_path):
     does. Measured on 2 CPU cores: largest parameter difference 5e-5 after the 44 iterations;
     a loss averaged per rank instead (the classic uneven-batch bug) gives 3e-2, and the same
     single-process run with 1 vs 2 threads differs by up to 8e-4 after 66 iterations.
-    The two-process run is SIGKILLed once it has a checkpoint and resumed, so DDP resume is covered too (it is
+    The two-process run is SIGKILLed once it has a checkpoint and resumed, so DDP resume is
+    covered too (it is
     bit-identical to an uninterrupted two-process run; checked by hand, not repeated here).
     """
     config = TrainConfig(
