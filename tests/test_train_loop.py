@@ -178,6 +178,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
         **{
             **DIGITS,
             "epochs": 3,
+            "lr_schedule": {"kind": "cosine", "steps": 3 * 22},
             "crop_pad": 1,
             "flip": True,  # augmentation on: the resumed batches must be the same ones
             "checkpoint_every": 5,
@@ -254,6 +255,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
         **{
             **DIGITS,
             "epochs": 2,
+            "lr_schedule": {"kind": "cosine", "steps": 2 * 22},
             "flip": True,
             "model_options": {"width": 16, "norm": "group"},
             "p_schedule": {"kind": "alternating", "high": 0.1, "low": -0.1, "every": 5},
