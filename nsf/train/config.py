@@ -157,8 +157,13 @@ class TrainConfig:
             raise ValueError(f"model_options {unknown} unknown for small_cnn (width, norm)")
         # The optimizer checks its own hyperparameters; asking it once here refuses a bad one
         # before any data loads.
-        NSF(
-            [torch.zeros(1, requires_grad=True)],
+        self.optimizer([torch.zeros(1, requires_grad=True)])
+        return self
+
+    def optimizer(self, params: Any) -> NSF:
+        """The run's :class:`nsf.NSF` over ``params`` (its p and lr are then scheduled)."""
+        return NSF(
+            params,
             lr=self.lr,
             betas=self.betas,
             eps=self.eps,
@@ -168,7 +173,6 @@ class TrainConfig:
             eps_mode=self.eps_mode,
             update_norm=self.update_norm,
         )
-        return self
 
     # -- plain data ------------------------------------------------------------------------------
 

@@ -47,7 +47,6 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from nsf import schedules
-from nsf.optim import NSF
 from nsf.runstore import Run, RunStore, atomic_write_json, atomic_write_text
 from nsf.schedules import PScheduler, Scheduler
 from nsf.train.config import TrainConfig
@@ -205,17 +204,7 @@ class _Trainer:
                 "drop_last=True or change batch_size"
             )
         self.net = net
-        self.optimizer = NSF(
-            net.parameters(),
-            lr=config.lr,
-            betas=config.betas,
-            eps=config.eps,
-            weight_decay=config.weight_decay,
-            momentum=config.momentum,
-            bias_correction=config.bias_correction,
-            eps_mode=config.eps_mode,
-            update_norm=config.update_norm,
-        )
+        self.optimizer = config.optimizer(net.parameters())
         self.p_scheduler = PScheduler(self.optimizer, schedules.from_spec(config.p_schedule))
         lr_schedule = schedules.from_spec(config.lr_schedule)
         if config.lr_unit == "epoch":
