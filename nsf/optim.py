@@ -29,18 +29,31 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.fx.experimental._config
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["NSF", "nsf_update"]
+__all__ = ["NSF", "UpdateTerms", "nsf_update"]
 
 MOMENTUM_MODES = ("ema", "heavy_ball")
 EPS_MODES = ("outside", "inside")
 UPDATE_NORMS = (None, "rms_matched")
+
+
+class UpdateTerms(NamedTuple):
+    """The terms of one parameter's most recent NSF step (Eq. 3), from :meth:`NSF.update_terms`.
+
+    ``theta_before - theta_after = lr * step``, plus ``lr * weight_decay * theta_before`` with
+    decoupled weight decay (coupled L2 is already inside m and v).
+    """
+
+    m_hat: Tensor  #: m / (1 - beta1^t) (ema), or torch SGD's heavy-ball buffer
+    v_hat: Tensor  #: v / (1 - beta2^t); the running maximum of v with amsgrad
+    denominator: Tensor  #: v_hat^p + eps ("outside") or (v_hat + eps)^p ("inside")
+    step: Tensor  #: u = m_hat / denominator, rescaled with update_norm="rms_matched"
 
 
 def _check_hyperparameters(
@@ -205,6 +218,47 @@ class NSF(Optimizer):
         return params, grads, ms, vs, vmaxes, steps
 
     @torch.no_grad()
+    def update_terms(self, param: Tensor) -> UpdateTerms:
+        """m^, v^, the denominator and the step u of ``param``'s most recent update (Eq. 3).
+
+        Computed from the optimizer state (the step count, m, v or v_max) with the group's
+        current hyperparameters, by the code of the single-tensor step: call it before a
+        scheduler changes p (or eps, the betas), and the terms are those the step used. Bias
+        correction is applied as the step applies it (none without ``bias_correction``; the
+        heavy-ball m^ is the buffer m/(1 - beta1)); with ``maximize`` m^ and u carry the
+        ascent's sign, so ``theta_before - theta_after = lr * u`` (see :class:`UpdateTerms`).
+        The fused path computes the same terms to rounding.
+        """
+        group = next((g for g in self.param_groups if any(q is param for q in g["params"])), None)
+        if group is None:
+            raise ValueError("update_terms: the tensor is not a parameter of this optimizer")
+        state = self.state.get(param)
+        if not state:
+            raise ValueError("update_terms: the parameter has no state yet (no step taken)")
+        beta1, beta2 = group["betas"]
+        bc1, bc2 = _bias_corrections(
+            state["step"].item(), beta1, beta2, group["momentum"], group["bias_correction"]
+        )
+        m = state["exp_avg"]
+        v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+        eps, eps_mode = group["eps"], group["eps_mode"]
+        step = _tensor_step(
+            m, v, bc1, bc2, p=group["p"], eps=eps, eps_mode=eps_mode,
+            update_norm=group["update_norm"],
+        )  # fmt: skip
+        if step.denominator is None:
+            denominator = torch.full_like(v, _p0_denominator(eps, eps_mode))
+        else:
+            denominator = step.denominator / step.scale
+        if step.factor is None:
+            u = step.numerator
+        elif step.denominator is None:
+            u = step.numerator * (step.factor / bc1)
+        else:
+            u = (step.factor / bc1) * step.numerator / step.denominator
+        return UpdateTerms(m / bc1, v / bc2, denominator, u)
+
+    @torch.no_grad()
     def step(self, closure=None):
         """Perform one update of every parameter with a gradient; returns ``closure()``'s loss."""
         loss = None
@@ -341,24 +395,55 @@ def _single_tensor_nsf(
         bc1, bc2 = _bias_corrections(step_t.item(), beta1, beta2, momentum, bias_correction)
         if decoupled_weight_decay and weight_decay != 0:
             param.mul_(1 - lr * weight_decay)
+        step = _tensor_step(
+            m, v, bc1, bc2, p=p, eps=eps, eps_mode=eps_mode, update_norm=update_norm
+        )
+        if step.factor is None:
+            param.add_(step.numerator, alpha=-lr)
+        elif step.denominator is None:
+            param.add_(step.numerator * (-lr * step.factor / bc1))
+        else:
+            param.addcdiv_(step.numerator, step.denominator, value=-lr * step.factor / bc1)
 
-        if update_norm is None and p == 0.0:
-            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-            param.add_(m * (-lr * scale / bc1))
-            continue
 
-        dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
-        if update_norm is None:
-            param.addcdiv_(m, dens[0], value=-lr * scales[0] / bc1)
-            continue
+class _TensorStep(NamedTuple):
+    """One tensor's step u, factored the way the single-tensor path applies it.
 
-        m_hat = m / bc1
-        update = m_hat * scales[0] / dens[0]
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-        norm = torch.linalg.vector_norm(update)
-        target = torch.linalg.vector_norm(m_hat) * p0_scale
-        update.mul_(torch.where(norm > 0, target / norm, torch.ones_like(norm)))
-        param.add_(update, alpha=-lr)
+    u = (factor / bc1) * numerator / denominator, the numerator being m; ``denominator`` None
+    means u = (factor / bc1) * m (p = 0 without rms_matched: v^^0 = 1). With rms_matched
+    ``factor`` is None and the numerator is u itself. ``denominator`` is the folded
+    D = scale * (v^^p + eps) (or scale * (v^ + eps)^p) of :func:`_denominator`, scale = bc2^p.
+    """
+
+    numerator: Tensor
+    denominator: Tensor | None
+    scale: float
+    factor: float | None
+
+
+def _p0_denominator(eps: float, eps_mode: str) -> float:
+    """The denominator at p = 0: v^^0 + eps = 1 + eps outside, (v^ + eps)^0 = 1 inside."""
+    return 1.0 + eps if eps_mode == "outside" else 1.0
+
+
+def _tensor_step(
+    m: Tensor, v: Tensor, bc1: float, bc2: float, *, p: float, eps: float, eps_mode: str,
+    update_norm: str | None,
+) -> _TensorStep:  # fmt: skip
+    """The step of one tensor from its moments m, v (v_max with amsgrad) and the divisors
+    bc1, bc2 of :func:`_bias_corrections`: the one place the single-tensor path and
+    :meth:`NSF.update_terms` compute it (the foreach path does the same on lists)."""
+    if update_norm is None and p == 0.0:
+        return _TensorStep(m, None, 1.0, 1.0 / _p0_denominator(eps, eps_mode))
+    dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
+    if update_norm is None:
+        return _TensorStep(m, dens[0], scales[0], scales[0])
+    m_hat = m / bc1
+    update = m_hat * scales[0] / dens[0]
+    norm = torch.linalg.vector_norm(update)
+    target = torch.linalg.vector_norm(m_hat) * (1.0 / _p0_denominator(eps, eps_mode))
+    update.mul_(torch.where(norm > 0, target / norm, torch.ones_like(norm)))
+    return _TensorStep(update, dens[0], scales[0], None)
 
 
 def _multi_tensor_nsf(
@@ -396,7 +481,7 @@ def _multi_tensor_nsf(
 
         if update_norm is None and p == 0.0:
             # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside (SPEC 1.7).
-            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+            scale = 1.0 / _p0_denominator(eps, eps_mode)
             torch._foreach_add_(
                 dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s])
             )
@@ -411,9 +496,10 @@ def _multi_tensor_nsf(
         # rms_matched: u <- u * ||u0|| / ||u||, with u0 the p = 0 step from the same m^.
         m_hats = torch._foreach_div(dev_ms, bc1s)
         updates = torch._foreach_div(torch._foreach_mul(m_hats, scales), den)
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
         norms = torch._foreach_norm(updates)
-        targets = torch._foreach_mul(torch._foreach_norm(m_hats), p0_scale)
+        targets = torch._foreach_mul(
+            torch._foreach_norm(m_hats), 1.0 / _p0_denominator(eps, eps_mode)
+        )
         ratios = [torch.where(n > 0, t / n, torch.ones_like(n)) for n, t in zip(norms, targets)]
         torch._foreach_mul_(updates, ratios)
         torch._foreach_add_(dev_params, updates, alpha=-lr)
@@ -431,7 +517,7 @@ def _denominator(
     """
     scales = [b**p for b in bc2s]
     if p == 0.0:  # v^0 = 1 (and 0^0 = 1), whichever side eps is on
-        den = [torch.full_like(v, 1.0 + eps if eps_mode == "outside" else 1.0) for v in vs]
+        den = [torch.full_like(v, _p0_denominator(eps, eps_mode)) for v in vs]
         return den, [1.0] * len(vs)
     if eps_mode == "outside":
         if p == 0.5:  # Adam's denominator: sqrt is exact and cheaper than exp2/log2
@@ -638,8 +724,7 @@ def _fused_scalars(
     if update_norm is None:
         values.append(-lr * s / bc1)
     else:
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-        values += [s / bc1, p0_scale / bc1, -lr]
+        values += [s / bc1, 1.0 / _p0_denominator(eps, eps_mode) / bc1, -lr]
     # Separate tensors (not views of one): aliasing inputs would change dynamo's guards.
     return tuple(torch.tensor(x, dtype=torch.float64) for x in values)
 

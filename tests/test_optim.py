@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nsf import NSF, PScheduler, schedules
+from nsf.reference import State, eq3_step
 
 STEPS = 60
 
@@ -540,3 +541,58 @@ def test_fused_leaves_odd_tensors_to_the_foreach_path():
 def test_fused_and_foreach_together_are_refused():
     with pytest.raises(ValueError, match="fused=True and foreach=True"):
         NSF(mlp().parameters(), fused=True, foreach=True)
+
+
+# ------------------------------------------------------ update_terms against the reference
+
+TERM_CONFIGS = [
+    dict(momentum=momentum, bias_correction=bc, amsgrad=amsgrad, eps_mode=eps_mode,
+         update_norm=norm, maximize=maximize, p=p)
+    for momentum in ("ema", "heavy_ball") for bc in (True, False) for amsgrad in (False, True)
+    for eps_mode in ("outside", "inside") for norm in (None, "rms_matched")
+    for maximize in (False, True) for p in (0.3,)
+] + [dict(p=0.0), dict(p=0.0, eps_mode="inside"), dict(p=0.5), dict(p=-0.4, amsgrad=True),
+     dict(p=0.0, update_norm="rms_matched"),
+     dict(p=0.6, decoupled_weight_decay=True, weight_decay=0.1),
+     dict(p=-0.2, weight_decay=0.05, momentum="heavy_ball")]  # fmt: skip
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("config", TERM_CONFIGS, ids=str)
+def test_update_terms_match_reference(config, foreach):
+    """NSF.update_terms gives the reference's m^, v^, denominator and step after every step, and
+    theta_before - theta_after = lr * step (+ lr * lambda * theta_before, decoupled)."""
+    lr, eps = 1e-2, 1e-3 if config.get("eps_mode") == "inside" else 1e-8
+    kw = dict(betas=(0.9, 0.99), eps=eps) | config
+    grads_fn, theta0 = quadratic_problem(seed=1)
+    params = [torch.tensor(t, requires_grad=True) for t in theta0]
+    opt = NSF(params, lr=lr, foreach=foreach, **kw)
+    ref_theta, ref_states = [t.copy() for t in theta0], [State.zeros(t.shape) for t in theta0]
+    for _ in range(6):
+        before = [q.detach().clone() for q in params]
+        for param, g in zip(params, grads_fn([q.detach().numpy() for q in params])):
+            param.grad = torch.from_numpy(g)
+        ref_grads = grads_fn(ref_theta)
+        opt.step()
+        for i, param in enumerate(params):
+            ref_theta[i], expected = eq3_step(
+                ref_theta[i], ref_grads[i], ref_states[i], lr=lr, **kw
+            )
+            terms = opt.update_terms(param)
+            for name, value in terms._asdict().items():
+                np.testing.assert_allclose(value.numpy(), getattr(expected, name), rtol=1e-11,
+                                           atol=1e-14, err_msg=name)  # fmt: skip
+            decay = lr * kw.get("weight_decay", 0.0) * before[i]
+            drop = before[i] - param.detach()
+            if kw.get("decoupled_weight_decay"):
+                drop = drop - decay
+            torch.testing.assert_close(drop, lr * terms.step, rtol=1e-12, atol=1e-15)
+
+
+def test_update_terms_refuses_a_stranger_and_a_fresh_parameter():
+    theta = torch.zeros(3, requires_grad=True)
+    opt = NSF([theta])
+    with pytest.raises(ValueError, match="no state"):
+        opt.update_terms(theta)
+    with pytest.raises(ValueError, match="not a parameter"):
+        opt.update_terms(torch.zeros(3))
