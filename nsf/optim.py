@@ -15,32 +15,42 @@ r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
 p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
 coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
 ``torch.optim.Adam``: a small class that validates and gathers state, and a functional update
-:func:`nsf_update` with a single-tensor, a foreach (the default) and a fused implementation.
-
-The fused implementation (``fused=True``) runs the whole per-tensor update as one
-``torch.compile``-generated kernel (inductor: C++/OpenMP on the CPU, Triton on CUDA). Every
-number that may change between steps (p, lr, the betas, eps, the weight decay and the
-bias-correction divisors) enters it as a 0-d CPU tensor, so a p schedule never recompiles and
-never waits for the device; see ``_fused_nsf``.
+:func:`nsf_update` with a single-tensor, a foreach (the default) and a fused implementation; the
+fused one (``fused=True``, one compiled kernel per tensor) lives in :mod:`nsf._fused` and is
+imported on first use. :mod:`nsf.reference` writes the same rule literally in float64.
 """
 
 from __future__ import annotations
 
 import math
-import types
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
-import torch.fx.experimental._config
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["NSF", "nsf_update"]
+__all__ = ["NSF", "EpsMode", "Momentum", "UpdateNorm", "UpdateTerms", "nsf_update"]
 
-MOMENTUM_MODES = ("ema", "heavy_ball")
-EPS_MODES = ("outside", "inside")
-UPDATE_NORMS = (None, "rms_matched")
+#: The first moment: the EMA of Eqs. 1-3, or torch SGD's heavy-ball buffer.
+Momentum = Literal["ema", "heavy_ball"]
+#: Where eps goes: v^^p + eps (Eq. 3) or (v^ + eps)^p (the toy models of Sec. 4).
+EpsMode = Literal["outside", "inside"]
+#: Rescale each tensor's step to the p = 0 step's norm, or not.
+UpdateNorm = Literal[None, "rms_matched"]
+
+
+class UpdateTerms(NamedTuple):
+    """The terms of one parameter's most recent NSF step (Eq. 3), from :meth:`NSF.update_terms`.
+
+    ``theta_before - theta_after = lr * step``, plus ``lr * weight_decay * theta_before`` with
+    decoupled weight decay (coupled L2 is already inside m and v).
+    """
+
+    m_hat: Tensor  #: m / (1 - beta1^t) (ema), or torch SGD's heavy-ball buffer
+    v_hat: Tensor  #: v / (1 - beta2^t); the running maximum of v with amsgrad
+    denominator: Tensor  #: v_hat^p + eps ("outside") or (v_hat + eps)^p ("inside")
+    step: Tensor  #: u = m_hat / denominator, rescaled with update_norm="rms_matched"
 
 
 def _check_hyperparameters(
@@ -61,9 +71,14 @@ def _check_hyperparameters(
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
+def _check_choices(momentum: Any, eps_mode: Any, update_norm: Any) -> None:
+    for name, value, mode in (
+        ("momentum", momentum, Momentum),
+        ("eps_mode", eps_mode, EpsMode),
+        ("update_norm", update_norm, UpdateNorm),
+    ):
+        if value not in get_args(mode):
+            raise ValueError(f"{name}={value!r} is not one of {get_args(mode)}")
 
 
 class NSF(Optimizer):
@@ -110,7 +125,7 @@ class NSF(Optimizer):
             whatever the tensor sizes and whatever p, lr, betas, eps and weight_decay are, so a
             p schedule never recompiles and never synchronises with the device. Needs a working
             inductor backend (a C++ compiler on the CPU, Triton on CUDA). See
-            ``_fused_nsf``.
+            :func:`nsf._fused.fused_nsf`.
 
     Endpoints (exact on the foreach and single-tensor paths, tested): p = 1/2 is
     ``torch.optim.Adam`` (and ``AdamW``, ``amsgrad``); p = 0 with ``momentum="heavy_ball"`` and
@@ -134,12 +149,12 @@ class NSF(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         *,
-        momentum: str = "ema",
+        momentum: Momentum = "ema",
         bias_correction: bool = True,
-        eps_mode: str = "outside",
+        eps_mode: EpsMode = "outside",
         amsgrad: bool = False,
         decoupled_weight_decay: bool = False,
-        update_norm: str | None = None,
+        update_norm: UpdateNorm = None,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -147,9 +162,7 @@ class NSF(Optimizer):
         if fused and foreach:
             raise ValueError("fused=True and foreach=True cannot be set together")
         _check_hyperparameters(lr, p, betas, eps, weight_decay)
-        _check_choice("momentum", momentum, MOMENTUM_MODES)
-        _check_choice("eps_mode", eps_mode, EPS_MODES)
-        _check_choice("update_norm", update_norm, UPDATE_NORMS)
+        _check_choices(momentum, eps_mode, update_norm)
         defaults = dict(
             lr=lr,
             p=float(p),
@@ -173,9 +186,7 @@ class NSF(Optimizer):
         super().add_param_group(param_group)
         g = self.param_groups[-1]
         _check_hyperparameters(g["lr"], g["p"], g["betas"], g["eps"], g["weight_decay"])
-        _check_choice("momentum", g["momentum"], MOMENTUM_MODES)
-        _check_choice("eps_mode", g["eps_mode"], EPS_MODES)
-        _check_choice("update_norm", g["update_norm"], UPDATE_NORMS)
+        _check_choices(g["momentum"], g["eps_mode"], g["update_norm"])
 
     def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], ...]:
         params, grads, ms, vs, vmaxes, steps = [], [], [], [], [], []
@@ -203,6 +214,47 @@ class NSF(Optimizer):
             if group["amsgrad"]:
                 vmaxes.append(state["max_exp_avg_sq"])
         return params, grads, ms, vs, vmaxes, steps
+
+    @torch.no_grad()
+    def update_terms(self, param: Tensor) -> UpdateTerms:
+        """m^, v^, the denominator and the step u of ``param``'s most recent update (Eq. 3).
+
+        Computed from the optimizer state (the step count, m, v or v_max) with the group's
+        current hyperparameters, by the code of the single-tensor step: call it before a
+        scheduler changes p (or eps, the betas), and the terms are those the step used. Bias
+        correction is applied as the step applies it (none without ``bias_correction``; the
+        heavy-ball m^ is the buffer m/(1 - beta1)); with ``maximize`` m^ and u carry the
+        ascent's sign, so ``theta_before - theta_after = lr * u`` (see :class:`UpdateTerms`).
+        The fused path computes the same terms to rounding.
+        """
+        group = next((g for g in self.param_groups if any(q is param for q in g["params"])), None)
+        if group is None:
+            raise ValueError("update_terms: the tensor is not a parameter of this optimizer")
+        state = self.state.get(param)
+        if not state:
+            raise ValueError("update_terms: the parameter has no state yet (no step taken)")
+        beta1, beta2 = group["betas"]
+        bc1, bc2 = _bias_corrections(
+            state["step"].item(), beta1, beta2, group["momentum"], group["bias_correction"]
+        )
+        m = state["exp_avg"]
+        v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+        eps, eps_mode = group["eps"], group["eps_mode"]
+        step = _tensor_step(
+            m, v, bc1, bc2, p=group["p"], eps=eps, eps_mode=eps_mode,
+            update_norm=group["update_norm"],
+        )  # fmt: skip
+        if step.denominator is None:
+            denominator = torch.full_like(v, _p0_denominator(eps, eps_mode))
+        else:
+            denominator = step.denominator / step.scale
+        if step.factor is None:
+            u = step.numerator
+        elif step.denominator is None:
+            u = step.numerator * (step.factor / bc1)
+        else:
+            u = (step.factor / bc1) * step.numerator / step.denominator
+        return UpdateTerms(m / bc1, v / bc2, denominator, u)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -257,25 +309,25 @@ def nsf_update(
     beta2: float,
     eps: float,
     weight_decay: float,
-    momentum: str,
+    momentum: Momentum,
     bias_correction: bool,
-    eps_mode: str,
+    eps_mode: EpsMode,
     amsgrad: bool,
     decoupled_weight_decay: bool,
-    update_norm: str | None,
+    update_norm: UpdateNorm,
     maximize: bool,
     foreach: bool | None = None,
     fused: bool | None = None,
 ) -> None:
     """Functional form of :class:`NSF`: updates ``params`` and the state tensors in place.
 
-    ``fused=True`` selects ``_fused_nsf``, else ``foreach`` (``None``: on) picks the
-    multi-tensor or the single-tensor loop.
+    ``fused=True`` selects :func:`nsf._fused.fused_nsf` (imported here, on first use), else
+    ``foreach`` (``None``: on) picks the multi-tensor or the single-tensor loop.
     """
     if fused and foreach:
         raise ValueError("fused=True and foreach=True cannot be set together")
     if fused:
-        impl = _fused_nsf
+        from nsf._fused import fused_nsf as impl
     else:
         if foreach is None:
             foreach = not torch.jit.is_scripting()
@@ -304,7 +356,7 @@ def nsf_update(
 
 
 def _bias_corrections(
-    step: float, beta1: float, beta2: float, momentum: str, bias_correction: bool
+    step: float, beta1: float, beta2: float, momentum: Momentum, bias_correction: bool
 ) -> tuple[float, float]:
     """The divisors (d1, d2) with m^ = m/d1 and v^ = v/d2, for the stored EMA m.
 
@@ -341,24 +393,55 @@ def _single_tensor_nsf(
         bc1, bc2 = _bias_corrections(step_t.item(), beta1, beta2, momentum, bias_correction)
         if decoupled_weight_decay and weight_decay != 0:
             param.mul_(1 - lr * weight_decay)
+        step = _tensor_step(
+            m, v, bc1, bc2, p=p, eps=eps, eps_mode=eps_mode, update_norm=update_norm
+        )
+        if step.factor is None:
+            param.add_(step.numerator, alpha=-lr)
+        elif step.denominator is None:
+            param.add_(step.numerator * (-lr * step.factor / bc1))
+        else:
+            param.addcdiv_(step.numerator, step.denominator, value=-lr * step.factor / bc1)
 
-        if update_norm is None and p == 0.0:
-            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-            param.add_(m * (-lr * scale / bc1))
-            continue
 
-        dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
-        if update_norm is None:
-            param.addcdiv_(m, dens[0], value=-lr * scales[0] / bc1)
-            continue
+class _TensorStep(NamedTuple):
+    """One tensor's step u, factored the way the single-tensor path applies it.
 
-        m_hat = m / bc1
-        update = m_hat * scales[0] / dens[0]
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-        norm = torch.linalg.vector_norm(update)
-        target = torch.linalg.vector_norm(m_hat) * p0_scale
-        update.mul_(torch.where(norm > 0, target / norm, torch.ones_like(norm)))
-        param.add_(update, alpha=-lr)
+    u = (factor / bc1) * numerator / denominator, the numerator being m; ``denominator`` None
+    means u = (factor / bc1) * m (p = 0 without rms_matched: v^^0 = 1). With rms_matched
+    ``factor`` is None and the numerator is u itself. ``denominator`` is the folded
+    D = scale * (v^^p + eps) (or scale * (v^ + eps)^p) of :func:`_denominator`, scale = bc2^p.
+    """
+
+    numerator: Tensor
+    denominator: Tensor | None
+    scale: float
+    factor: float | None
+
+
+def _p0_denominator(eps: float, eps_mode: EpsMode) -> float:
+    """The denominator at p = 0: v^^0 + eps = 1 + eps outside, (v^ + eps)^0 = 1 inside."""
+    return 1.0 + eps if eps_mode == "outside" else 1.0
+
+
+def _tensor_step(
+    m: Tensor, v: Tensor, bc1: float, bc2: float, *, p: float, eps: float, eps_mode: EpsMode,
+    update_norm: UpdateNorm,
+) -> _TensorStep:  # fmt: skip
+    """The step of one tensor from its moments m, v (v_max with amsgrad) and the divisors
+    bc1, bc2 of :func:`_bias_corrections`: the one place the single-tensor path and
+    :meth:`NSF.update_terms` compute it (the foreach path does the same on lists)."""
+    if update_norm is None and p == 0.0:
+        return _TensorStep(m, None, 1.0, 1.0 / _p0_denominator(eps, eps_mode))
+    dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
+    if update_norm is None:
+        return _TensorStep(m, dens[0], scales[0], scales[0])
+    m_hat = m / bc1
+    update = m_hat * scales[0] / dens[0]
+    norm = torch.linalg.vector_norm(update)
+    target = torch.linalg.vector_norm(m_hat) * (1.0 / _p0_denominator(eps, eps_mode))
+    update.mul_(torch.where(norm > 0, target / norm, torch.ones_like(norm)))
+    return _TensorStep(update, dens[0], scales[0], None)
 
 
 def _multi_tensor_nsf(
@@ -396,7 +479,7 @@ def _multi_tensor_nsf(
 
         if update_norm is None and p == 0.0:
             # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside (SPEC 1.7).
-            scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
+            scale = 1.0 / _p0_denominator(eps, eps_mode)
             torch._foreach_add_(
                 dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s])
             )
@@ -411,16 +494,17 @@ def _multi_tensor_nsf(
         # rms_matched: u <- u * ||u0|| / ||u||, with u0 the p = 0 step from the same m^.
         m_hats = torch._foreach_div(dev_ms, bc1s)
         updates = torch._foreach_div(torch._foreach_mul(m_hats, scales), den)
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
         norms = torch._foreach_norm(updates)
-        targets = torch._foreach_mul(torch._foreach_norm(m_hats), p0_scale)
+        targets = torch._foreach_mul(
+            torch._foreach_norm(m_hats), 1.0 / _p0_denominator(eps, eps_mode)
+        )
         ratios = [torch.where(n > 0, t / n, torch.ones_like(n)) for n, t in zip(norms, targets)]
         torch._foreach_mul_(updates, ratios)
         torch._foreach_add_(dev_params, updates, alpha=-lr)
 
 
 def _denominator(
-    vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: str
+    vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: EpsMode
 ) -> tuple[list[Tensor], list[float]]:
     """Denominators D and factors s with  v^^p + eps = D/s  ("outside") or (v^ + eps)^p = D/s.
 
@@ -431,7 +515,7 @@ def _denominator(
     """
     scales = [b**p for b in bc2s]
     if p == 0.0:  # v^0 = 1 (and 0^0 = 1), whichever side eps is on
-        den = [torch.full_like(v, 1.0 + eps if eps_mode == "outside" else 1.0) for v in vs]
+        den = [torch.full_like(v, _p0_denominator(eps, eps_mode)) for v in vs]
         return den, [1.0] * len(vs)
     if eps_mode == "outside":
         if p == 0.5:  # Adam's denominator: sqrt is exact and cheaper than exp2/log2
@@ -450,272 +534,3 @@ def _denominator(
         torch._foreach_mul_(den, p * math.log(2.0))
         torch._foreach_exp_(den)
     return den, scales
-
-
-# ------------------------------------------------------------------------------ fused path
-
-# Tensors per compiled call. Each call of a compiled function costs some tens of microseconds of
-# Python (dynamo's guards, AOT wrappers), so one call per tensor would cost ~5 ms a step on
-# ResNet-18's 62 tensors; compilation time grows with the chunk (~4 s per tensor on a loaded
-# 2-core CPU). Short chunks are padded with scratch tensors, so every call has the same shape.
-_FUSED_CHUNK = 4
-
-# The compiled chunk function per (device type, dtype, amsgrad, rms_matched, multi-threaded),
-# built on first use.
-_FUSED_KERNELS: dict[tuple[Any, ...], Callable[..., None]] = {}
-# Scratch tensors that pad a short chunk, per (device, dtype, amsgrad).
-_FUSED_PADDING: dict[tuple[Any, ...], list[tuple[Tensor, ...]]] = {}
-
-
-def _log2(x: Tensor) -> Tensor:
-    """log2 inside the compiled kernel: ``torch.log2``, except for float32 on the CPU.
-
-    There inductor's vectorised log2 (a SLEEF call) costs as much as the rest of the step, so
-    this is inlined: x = 2^e m with m in [sqrt(1/2), sqrt(2)) read from the bits, then
-    log2(m) = f P(f) with f = m - 1 and P of degree 7 (fitted minimax on that interval; error
-    below 6e-8, under the float32 rounding of e + log2 m, which the other paths also have).
-    Subnormals are scaled by 2^24 first; 0, inf and NaN give -inf, inf and NaN, as
-    ``torch.log2`` does. The constants are literals so that dynamo bakes them into the kernel.
-    """
-    if x.dtype != torch.float32 or x.device.type != "cpu":
-        return torch.log2(x)
-    tiny = x < 1.1754943508222875e-38  # below the smallest normal float32, or zero
-    bits = torch.where(tiny, x * 16777216.0, x).view(torch.int32) - 0x3F3504F3  # - bits(2^-0.5)
-    e = (bits >> 23).to(torch.float32) - torch.where(tiny, 24.0, 0.0)
-    f = ((bits & 0x007FFFFF) + 0x3F3504F3).view(torch.float32) - 1.0  # m - 1
-    r = -0.14574462784752523 * f + 0.23689040855109622
-    r = r * f - 0.25006899774904706
-    r = r * f + 0.28670744902842654
-    r = r * f - 0.360087219809637
-    r = r * f + 0.48093944518285076
-    r = r * f - 0.721357148813047
-    r = r * f + 1.4426947724232895
-    special = torch.where(x == 0.0, -math.inf, x)  # inf stays inf, NaN stays NaN
-    return torch.where((x > 0.0) & (x < math.inf), e + f * r, special)
-
-
-def _exp2(y: Tensor) -> Tensor:
-    """2^y inside the compiled kernel: ``torch.exp2``, except for float32 on the CPU.
-
-    There it is Cephes' ``exp2f`` inlined (y = k + f with k = round(y), 2^f by a degree-6
-    polynomial on [-1/2, 1/2], 2^k built in the exponent bits), which spares the kernel a
-    function call in its inner loop. 2^k is applied as 2^h * 2^h * 2^(k-2h) with h = floor(k/2),
-    so results that overflow, or fall among the subnormals, round like ``torch.exp2``'s;
-    +-inf and NaN give inf, 0 and NaN.
-    """
-    if y.dtype != torch.float32 or y.device.type != "cpu":
-        return torch.exp2(y)
-    y = y.clamp(-252.0, 254.0)  # beyond, 2^y is 0 or inf anyway
-    k = torch.round(y)
-    f = y - k
-    q = 1.535336188319500e-4 * f + 1.339887440266574e-3
-    q = q * f + 9.618437357674640e-3
-    q = q * f + 5.550332471162809e-2
-    q = q * f + 2.402264791363012e-1
-    q = q * f + 6.931472028550421e-1
-    h = torch.floor(0.5 * k)
-    two_h = ((h.to(torch.int32) + 127) << 23).view(torch.float32)  # 2^h, h in [-126, 127]
-    return (1.0 + f * q) * (1.0 + (k - 2.0 * h)) * two_h * two_h
-
-
-def _nsf_tensor_kernel(
-    param: Tensor, grad: Tensor, m: Tensor, v: Tensor, vmax: Tensor | None, scalars: tuple
-) -> None:
-    r"""One tensor's whole NSF step, written to be compiled into a single pass over memory.
-
-    ``scalars`` are 0-d float64 CPU tensors (see :func:`_fused_scalars`):
-    (sign, lambda_l2, 1-beta1, beta2, 1-beta2, p, eps_in, eps_out, decay, c), and
-    (r, -lr) after them for ``update_norm="rms_matched"``. amsgrad is on when ``vmax`` is given.
-    The structure of the arguments (``vmax`` None or not, 10 or 12 scalars) is what dynamo
-    specialises on; the values of the scalars are never specialised::
-
-        g <- sign*grad + lambda_l2*theta
-        m <- lerp(m, g, 1-beta1)                 (ATen's formula, exact at beta1 = 0)
-        v <- beta2*v + (1-beta2)*g^2;  v <- max(v_max, v) with amsgrad
-        D <- exp2(p*log2(v + eps_in)) + eps_out  (v^0 = 1 exactly, 0^p = inf or 0)
-        theta <- decay*theta + c*m/D             (c = -lr*bc2^p/bc1)
-
-    or, with ``rms_matched``, u = c*m/D (c = bc2^p/bc1) and
-    theta <- decay*theta - lr * u * (r ||m|| / ||u||)  (r = p0_scale/bc1; ratio 1 if u = 0).
-    """
-    sign, wd_l2, w1, beta2, w2, p, eps_in, eps_out, decay, c = scalars[:10]
-    g = grad * sign + wd_l2 * param
-    diff = g - m
-    m.copy_(torch.where(w1.abs() < 0.5, m + w1 * diff, g - diff * (1.0 - w1)))
-    v.mul_(beta2).add_(w2 * g * g)
-    if vmax is not None:
-        vmax.copy_(torch.maximum(vmax, v))
-        v = vmax
-    power = torch.where(p == 0.0, 1.0, _exp2(p * _log2(v + eps_in)))
-    den = power + eps_out
-    param.mul_(decay)
-    if len(scalars) == 10:
-        param.add_(c * (m / den))
-        return
-    ref_scale, neg_lr = scalars[10:]
-    update = m * c / den
-    norm = torch.linalg.vector_norm(update)
-    target = torch.linalg.vector_norm(m) * ref_scale
-    param.add_(neg_lr * (update * torch.where(norm > 0, target / norm, 1.0)))
-
-
-def _nsf_chunk_kernel(params, grads, ms, vs, vmaxes, scalars) -> None:
-    """The compiled unit: :func:`_nsf_tensor_kernel` on each of ``_FUSED_CHUNK`` 1-D tensors
-    (``vmaxes`` is None without amsgrad). Inductor makes one loop per tensor."""
-    for i in range(len(params)):
-        vmax = vmaxes[i] if vmaxes is not None else None
-        _nsf_tensor_kernel(params[i], grads[i], ms[i], vs[i], vmax, scalars)
-
-
-def _compiled_kernel(device: torch.device, dtype: torch.dtype, amsgrad: bool, rms_matched: bool):
-    """The compiled :func:`_nsf_chunk_kernel` for these static flags (cached for the process).
-
-    Each key compiles its own copy of the function's code object: dynamo keeps compiled graphs,
-    and its limit on recompilations (8), per code object, so the keys do not share that budget.
-    ``dynamic=True`` (with duck sizing off, see ``_fused_nsf``) makes every tensor's length
-    a separate symbol: one graph serves all tensor sizes of at least 2 elements. On the CPU,
-    ``-ffp-contract=fast`` lets the C++ compiler use FMAs (the polynomials of :func:`_log2` and
-    :func:`_exp2`; results stay within rounding of the foreach path). Whether the CPU kernel is
-    multi-threaded is decided by ``torch.get_num_threads() > 1`` at its first use and is part of
-    the key; multi-threaded kernels take ``dynamic_threads``, which gives every loop an OpenMP
-    scope sized at run time (inductor would otherwise parallelise by the tensor sizes of the
-    first call, which may be small). A single-threaded kernel avoids OpenMP, whose outlined loops
-    run some 15-20% slower on one thread.
-    """
-    parallel = device.type == "cpu" and torch.get_num_threads() > 1
-    key = (device.type, dtype, amsgrad, rms_matched, parallel)
-    kernel = _FUSED_KERNELS.get(key)
-    if kernel is None:
-        flags = ["amsgrad"] * amsgrad + ["rms"] * rms_matched + ["omp"] * parallel
-        tag = "_".join([device.type, str(dtype).removeprefix("torch."), *flags])
-        code = _nsf_chunk_kernel.__code__
-        code = code.replace(co_name=f"{code.co_name}_{tag}")
-        fn = types.FunctionType(code, _nsf_chunk_kernel.__globals__)
-        options = {"cpp.enable_floating_point_contract_flag": "fast"}
-        if parallel:
-            options["cpp.dynamic_threads"] = True
-        kernel = torch.compile(fn, dynamic=True, options=options)
-        _FUSED_KERNELS[key] = kernel
-    return kernel
-
-
-def _padding(device: torch.device, dtype: torch.dtype, amsgrad: bool) -> list[tuple[Tensor, ...]]:
-    """``_FUSED_CHUNK - 1`` sets of distinct 2-element scratch tensors (theta, g, m, v[, v_max])
-    to fill a short chunk; the kernel updates them and nothing reads them."""
-    key = (device, dtype, amsgrad)
-    if key not in _FUSED_PADDING:
-        n = 5 if amsgrad else 4
-        _FUSED_PADDING[key] = [
-            tuple(torch.zeros(2, device=device, dtype=dtype) for _ in range(n))
-            for _ in range(_FUSED_CHUNK - 1)
-        ]
-    return _FUSED_PADDING[key]
-
-
-def _fused_scalars(
-    step: float, *, lr, p, beta1, beta2, eps, weight_decay, momentum, bias_correction, eps_mode,
-    decoupled_weight_decay, update_norm, maximize,
-) -> tuple[Tensor, ...]:  # fmt: skip
-    """The per-step numbers of :func:`_nsf_tensor_kernel`, folded on the host in float64.
-
-    As in the foreach path, the bias correction of v costs a scalar: with v^ = v/bc2,
-    v^^p + eps = bc2^(-p) (v^p + eps bc2^p) and (v^ + eps)^p = bc2^(-p) (v + eps bc2)^p, so
-    eps moves to ``eps_out`` = eps bc2^p or ``eps_in`` = eps bc2 and bc2^p joins the step.
-    """
-    bc1, bc2 = _bias_corrections(step, beta1, beta2, momentum, bias_correction)
-    s = bc2**p
-    values = [
-        -1.0 if maximize else 1.0,
-        0.0 if decoupled_weight_decay else weight_decay,
-        1.0 - beta1,
-        beta2,
-        1.0 - beta2,
-        p,
-        eps * bc2 if eps_mode == "inside" else 0.0,
-        eps * s if eps_mode == "outside" else 0.0,
-        1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
-    ]
-    if update_norm is None:
-        values.append(-lr * s / bc1)
-    else:
-        p0_scale = 1.0 / (1.0 + eps) if eps_mode == "outside" else 1.0
-        values += [s / bc1, p0_scale / bc1, -lr]
-    # Separate tensors (not views of one): aliasing inputs would change dynamo's guards.
-    return tuple(torch.tensor(x, dtype=torch.float64) for x in values)
-
-
-def _flat(t: Tensor) -> Tensor:
-    """A 1-D alias of a contiguous tensor that is not a view (dynamo would guard on a view's
-    base, and compile once per base shape)."""
-    return t.view(-1).detach()
-
-
-def _fused_nsf(
-    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
-    eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
-    update_norm, maximize,
-) -> None:  # fmt: skip
-    """The fused step: a compiled kernel that makes one pass over each tensor's memory.
-
-    For each tensor the kernel (:func:`_nsf_tensor_kernel`) reads theta, g, m, v (and v_max)
-    once and writes theta, m, v once: 7 (9 with amsgrad) tensor-sized transfers where the
-    foreach path makes about 20. It is called on chunks of ``_FUSED_CHUNK`` tensors flattened to
-    1-D, and compiled once per (device type, dtype, amsgrad, update_norm, threading), whatever
-    the tensor sizes; eps_mode, momentum, bias correction, weight decay and ``maximize`` are
-    folded into its scalars. Those are computed on the host from the CPU step counters and
-    passed as 0-d float64 CPU tensors, which inductor reads as kernel arguments: changing p (or
-    lr, eps, ...) every step neither recompiles nor synchronises with the device. There is no
-    p = 0 or p = 1/2 shortcut here (a schedule passing through those values must not switch
-    kernels): v^p is always exp2(p log2 v), with v^0 = 1 made exact by a select.
-
-    Tensors that cannot be flattened in place alike (non-contiguous parameter, gradient or
-    state) and tensors of fewer than 2 elements take the foreach path instead.
-    """
-    fusable, rest = [], []
-    for i, (param, grad) in enumerate(zip(params, grads)):
-        tensors = (param, grad, exp_avgs[i], exp_avg_sqs[i])
-        if amsgrad:
-            tensors += (max_exp_avg_sqs[i],)
-        ok = param.numel() >= 2 and all(t.is_contiguous() for t in tensors)
-        (fusable if ok else rest).append(i)
-    hyper = dict(
-        lr=lr, p=p, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        momentum=momentum, bias_correction=bias_correction, eps_mode=eps_mode,
-        decoupled_weight_decay=decoupled_weight_decay, update_norm=update_norm, maximize=maximize,
-    )  # fmt: skip
-    if rest:
-        pick = lambda ts: [ts[i] for i in rest] if ts else []  # noqa: E731
-        _multi_tensor_nsf(
-            pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs),
-            pick(max_exp_avg_sqs), pick(state_steps), amsgrad=amsgrad, **hyper,
-        )  # fmt: skip
-    if not fusable:
-        return
-
-    tensors = [[t[i] for i in fusable] for t in (params, grads, exp_avgs, exp_avg_sqs)]
-    tensors.append([state_steps[i] for i in fusable])
-    if amsgrad:
-        tensors.append([max_exp_avg_sqs[i] for i in fusable])
-    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
-    # Duck sizing would give tensors of equal length one symbol and guard on that equality,
-    # recompiling whenever a chunk's pattern of equal lengths changed.
-    with torch.fx.experimental._config.patch(use_duck_shape=False):
-        for (device, dtype), (group_tensors, _) in grouped.items():
-            dev_steps = group_tensors[4]
-            torch._foreach_add_(dev_steps, 1)
-            by_step: dict[float, list[int]] = {}  # one set of scalars per distinct step count
-            for j, step_t in enumerate(dev_steps):
-                by_step.setdefault(step_t.item(), []).append(j)  # CPU tensors: no device sync
-            kernel = _compiled_kernel(device, dtype, amsgrad, update_norm == "rms_matched")
-            padding = _padding(device, dtype, amsgrad)
-            arrays = [group_tensors[k] for k in ((0, 1, 2, 3, 5) if amsgrad else (0, 1, 2, 3))]
-            for step, indices in by_step.items():
-                scalars = _fused_scalars(step, **hyper)
-                for start in range(0, len(indices), _FUSED_CHUNK):
-                    chunk = indices[start : start + _FUSED_CHUNK]
-                    pad = padding[: _FUSED_CHUNK - len(chunk)]
-                    args = [
-                        [_flat(ts[j]) for j in chunk] + [scratch[a] for scratch in pad]
-                        for a, ts in enumerate(arrays)
-                    ]
-                    kernel(*args[:4], args[4] if amsgrad else None, scalars)

@@ -6,12 +6,20 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import nsf
 from nsf import NSF, PScheduler, schedules
+from nsf.reference import State, eq3_step
 
 STEPS = 60
 
@@ -132,42 +140,48 @@ def test_eq3_literal_p_zero_is_sgd_with_time_varying_rate(foreach):
 # ------------------------------------------------- between the endpoints: float64 reference
 
 
-def reference_eq3(grads_fn, theta0, steps, *, lr, p_of_t, betas, eps, momentum, bias_correction,
-                  eps_mode, update_norm, weight_decay):  # fmt: skip
-    """Eq. 3 written out element-wise in NumPy, independent of nsf.optim (SPEC 1.7)."""
-    theta = [t.copy() for t in theta0]
-    m = [np.zeros_like(t) for t in theta]
-    v = [np.zeros_like(t) for t in theta]
-    b1, b2 = betas
-    for t in range(1, steps + 1):
-        p = p_of_t(t - 1)
+def reference_run(grads_fn, theta0, steps, *, schedule, has_grad=None, **hyper):
+    """Eq. 3 by :func:`nsf.reference.eq3_step`, tensor by tensor, p = ``schedule(t)`` at step t;
+    ``has_grad(t, i)`` False skips tensor i at step t (its state does not move)."""
+    theta = [np.asarray(t, np.float64).copy() for t in theta0]
+    states = [State.zeros(t.shape) for t in theta]
+    for t in range(steps):
+        p = schedule(t)
         grads = grads_fn(theta)
-        for i in range(len(theta)):
-            g = grads[i] + weight_decay * theta[i]
-            m[i] = b1 * m[i] + (1 - b1) * g if momentum == "ema" else b1 * m[i] + g
-            v[i] = b2 * v[i] + (1 - b2) * g * g
-            m_hat = m[i] / (1 - b1**t) if (bias_correction and momentum == "ema") else m[i]
-            v_hat = v[i] / (1 - b2**t) if bias_correction else v[i]
-            with np.errstate(divide="ignore"):
-                den = v_hat**p + eps if eps_mode == "outside" else (v_hat + eps) ** p
-            u = m_hat / den
-            if update_norm == "rms_matched":
-                u0 = m_hat / (1 + eps) if eps_mode == "outside" else m_hat
-                if np.linalg.norm(u) > 0:
-                    u = u * np.linalg.norm(u0) / np.linalg.norm(u)
-            theta[i] = theta[i] - lr * u
+        for i, g in enumerate(grads):
+            if has_grad is None or has_grad(t, i):
+                theta[i], _ = eq3_step(theta[i], g, states[i], p=float(p), **hyper)
     return theta
 
 
-def quadratic_problem(seed=0):
-    """A fixed ill-conditioned least-squares problem with gradients spanning many scales."""
+def nsf_run(grads_fn, theta0, steps, *, schedule, has_grad=None, dtypes=None, **kw):
+    """The same run with :class:`NSF` (``kw`` its arguments, foreach/fused included) on tensors
+    of ``dtypes`` (float64 by default), the gradients computed in float64 from the parameters."""
+    dtypes = dtypes or [torch.float64] * len(theta0)
+    params = [torch.tensor(t, dtype=d, requires_grad=True) for t, d in zip(theta0, dtypes)]
+    opt = NSF(params, **kw)
+    sched = PScheduler(opt, schedule)
+    for t in range(steps):
+        grads = grads_fn([q.detach().double().numpy() for q in params])
+        for i, (param, g) in enumerate(zip(params, grads)):
+            keep = has_grad is None or has_grad(t, i)
+            param.grad = torch.from_numpy(g).to(param.dtype) if keep else None
+        opt.step()
+        sched.step()
+    return [q.detach() for q in params], opt
+
+
+def quadratic_problem(seed=0, maximize=False):
+    """A fixed ill-conditioned least-squares problem with gradients spanning many scales (its
+    negative with ``maximize``, so that ascent converges too)."""
     rng = np.random.default_rng(seed)
     shapes = [(5, 4), (7,)]
     targets = [rng.normal(size=s) * 10.0 ** rng.uniform(-3, 1, size=s) for s in shapes]
     scales = [10.0 ** rng.uniform(-2, 1, size=s) for s in shapes]
 
     def grads_fn(theta):
-        return [c * (t - y) for t, y, c in zip(theta, targets, scales)]
+        sign = -1.0 if maximize else 1.0
+        return [sign * c * (t - y) for t, y, c in zip(theta, targets, scales)]
 
     theta0 = [rng.normal(size=s) for s in shapes]
     return grads_fn, theta0
@@ -179,33 +193,213 @@ CONFIGS = [
     dict(p=-0.25, update_norm="rms_matched"), dict(p=0.125, weight_decay=0.05),
     dict(p=schedules.pulse_tidal(-0.05, 7, 0.25, -0.15, 5)),
     dict(p=schedules.tidal(0.0, 0.5, 11), eps_mode="inside", update_norm="rms_matched"),
+    dict(p=-0.3, maximize=True), dict(p=0.7, maximize=True, momentum="heavy_ball"),
+    dict(p=-0.2, amsgrad=True), dict(p=0.8, amsgrad=True, eps_mode="inside", eps=1e-4),
+    dict(p=-0.35, decoupled_weight_decay=True, weight_decay=0.1),
+    dict(p=0.65, decoupled_weight_decay=True, weight_decay=0.05, amsgrad=True, maximize=True),
+    dict(p=0.0, maximize=True, update_norm="rms_matched"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("foreach", [False, True])
-@pytest.mark.parametrize(
-    "config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
-)
-def test_matches_float64_reference(config, foreach):
-    """Between the endpoints (and under switching schedules) NSF equals Eq. 3 to 1e-10."""
+PATHS = [dict(foreach=False), dict(foreach=True)]
+FUSED = [pytest.param(dict(fused=True), marks=pytest.mark.slow, id="fused")]
+
+
+def check_against_reference(config, path, steps=50, has_grad=None, rtol=1e-10, moved=True):
     config = dict(config)
     p = config.pop("p")
     schedule = p if callable(p) else schedules.constant(p)
-    kw = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, momentum="ema", bias_correction=True,
-              eps_mode="outside", update_norm=None, weight_decay=0.0) | config  # fmt: skip
-    grads_fn, theta0 = quadratic_problem()
-    expected = reference_eq3(grads_fn, theta0, 50, p_of_t=schedule, **kw)
+    kw = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, schedule=schedule, has_grad=has_grad)
+    kw |= config
+    grads_fn, theta0 = quadratic_problem(maximize=kw.get("maximize", False))
+    expected = reference_run(grads_fn, theta0, steps, **kw)
+    got, _ = nsf_run(grads_fn, theta0, steps, **kw, **path)
+    for param, ref, start in zip(got, expected, theta0, strict=True):
+        np.testing.assert_allclose(param.numpy(), ref, rtol=rtol, atol=1e-12)
+        assert not moved or np.abs(ref - start).max() > 1e-3  # the run went somewhere
 
+
+@pytest.mark.parametrize("path", PATHS + FUSED, ids=str)
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
+)
+def test_matches_float64_reference(config, path):
+    """Between the endpoints (and under switching schedules) NSF equals Eq. 3 to 1e-10, on every
+    path, maximize, amsgrad and decoupled decay included, away from p = 1/2."""
+    check_against_reference(config, path)
+
+
+def intermittent(t: int, i: int) -> bool:
+    """Tensor 0 gets a gradient at every step, tensor 1 only at steps 0, 3, 4, 7, 8, ...: their
+    step counters diverge from the second step on."""
+    return i == 0 or t % 4 in (0, 3)
+
+
+INTERMITTENT_CONFIGS = [
+    dict(p=-0.25), dict(p=0.5), dict(p=0.0), dict(p=0.3, amsgrad=True, momentum="heavy_ball"),
+    dict(p=-0.4, update_norm="rms_matched", eps_mode="inside"),
+    dict(p=0.6, bias_correction=False, decoupled_weight_decay=True, weight_decay=0.1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PATHS + FUSED, ids=str)
+@pytest.mark.parametrize("config", INTERMITTENT_CONFIGS, ids=str)
+def test_intermittent_gradients_match_reference(config, path):
+    """A parameter without a gradient on some steps keeps its state and its own step count
+    (bias correction by it): single-tensor, foreach and fused paths equal Eq. 3 per tensor."""
+    check_against_reference(config, path, steps=30, has_grad=intermittent)
+
+
+@pytest.mark.parametrize("config", INTERMITTENT_CONFIGS, ids=str)
+def test_intermittent_gradients_foreach_equals_single_tensor(config):
+    """With diverging step counters the foreach path still computes exactly the for-loop."""
+    grads_fn, theta0 = quadratic_problem()
+    kw = split_p(config) | dict(lr=1e-2)
+    runs = [
+        nsf_run(grads_fn, theta0, 30, has_grad=intermittent, foreach=f, **kw) for f in (True, False)
+    ]
+    for x, y in zip(runs[0][0], runs[1][0], strict=True):
+        assert torch.equal(x, y)
+    opt = runs[0][1]
+    assert [opt.state[q]["step"].item() for q in opt.param_groups[0]["params"]] == [30, 15]
+
+
+def split_p(config):
+    """NSF's and the reference's keywords from a config: p becomes a constant schedule."""
+    kw = dict(config)
+    return kw | dict(schedule=schedules.constant(kw.pop("p")))
+
+
+def alone(grads_fn, theta0, i):
+    """The problem restricted to tensor i (each tensor's gradient depends on it alone)."""
+    rest = list(theta0)
+
+    def grads_i(theta):
+        rest[i] = theta[0]
+        return [grads_fn(rest)[i]]
+
+    return grads_i, [theta0[i]]
+
+
+MIXED = [torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("path", PATHS + FUSED, ids=str)
+@pytest.mark.parametrize("config", [dict(p=-0.25), dict(p=0.0), dict(p=0.3, amsgrad=True)], ids=str)
+def test_mixed_float32_float64(config, path):
+    """float32 and float64 tensors in one group (split by dtype inside the step) keep their
+    dtypes and step exactly as each would alone; the float64 one follows Eq. 3 to 1e-10."""
+    grads_fn, theta0 = quadratic_problem()
+    kw = split_p(config) | dict(lr=1e-2)
+    mixed, _ = nsf_run(grads_fn, theta0, 20, dtypes=MIXED, **kw, **path)
+    assert [q.dtype for q in mixed] == MIXED
+    for i, dtype in enumerate(MIXED):
+        single, _ = nsf_run(*alone(grads_fn, theta0, i), 20, dtypes=[dtype], **kw, **path)
+        assert torch.equal(mixed[i], single[0])
+    expected = reference_run(grads_fn, theta0, 20, **kw)
+    np.testing.assert_allclose(mixed[1].numpy(), expected[1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mixed[0].double().numpy(), expected[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=str)
+@settings(max_examples=60, deadline=None)
+@given(
+    p=st.floats(-1.0, 1.0),
+    beta1=st.floats(0.0, 0.99),
+    beta2=st.floats(0.5, 0.9999),
+    eps=st.sampled_from([1e-8, 1e-4, 1e-2]),
+    weight_decay=st.sampled_from([0.0, 0.03]),
+    momentum=st.sampled_from(["ema", "heavy_ball"]),
+    eps_mode=st.sampled_from(["outside", "inside"]),
+    update_norm=st.sampled_from([None, "rms_matched"]),
+    flags=st.tuples(*[st.booleans()] * 4),
+)
+def test_any_configuration_matches_reference(path, p, beta1, beta2, eps, flags, **kw):
+    """Property: for any p in [-1, 1], betas, eps, modes and flags, 8 steps (one tensor skipping
+    some) equal Eq. 3 to 1e-9."""
+    bias_correction, amsgrad, decoupled, maximize = flags
+    config = kw | dict(
+        p=p, betas=(beta1, beta2), eps=eps, bias_correction=bias_correction, amsgrad=amsgrad,
+        decoupled_weight_decay=decoupled, maximize=maximize,
+    )  # fmt: skip
+    config["lr"] = 1e-3 if kw["momentum"] == "heavy_ball" else 1e-2
+    check_against_reference(config, path, steps=8, has_grad=intermittent, rtol=1e-9, moved=False)
+
+
+ALL_PATHS = [dict(foreach=False), dict(foreach=True), dict(fused=True)]
+
+
+@pytest.mark.parametrize("path", PATHS + FUSED, ids=str)
+def test_state_after_load_state_dict_steps_identically(path):
+    """A fresh optimizer (other hyperparameters, other parameter objects) loaded with a state
+    dict through torch.save/load(weights_only=True) steps exactly as the original, with
+    diverged per-tensor step counters and amsgrad state."""
+    grads_fn, theta0 = quadratic_problem()
+    kw = dict(lr=1e-2, p=-0.2, amsgrad=True, momentum="heavy_ball", weight_decay=1e-3) | path
     params = [torch.tensor(t, requires_grad=True) for t in theta0]
-    opt = NSF(params, foreach=foreach, **kw)
-    sched = PScheduler(opt, schedule)
-    for _ in range(50):
-        for param, g in zip(params, grads_fn([q.detach().numpy() for q in params])):
-            param.grad = torch.from_numpy(g)
+    opt = NSF(params, **kw)
+
+    def run(opt, params, steps):
+        for t in steps:
+            grads = grads_fn([q.detach().numpy() for q in params])
+            for i, (q, g) in enumerate(zip(params, grads)):
+                q.grad = torch.from_numpy(g) if intermittent(t, i) else None
+            opt.step()
+
+    run(opt, params, range(6))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    clones = [q.detach().clone().requires_grad_() for q in params]
+    fresh = NSF(clones, lr=0.5, p=0.5)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    run(opt, params, range(6, 14))
+    run(fresh, clones, range(6, 14))
+    for q, c in zip(params, clones, strict=True):
+        assert torch.equal(q, c)
+        assert opt.state[q].keys() == fresh.state[c].keys()
+        for key, value in opt.state[q].items():
+            assert torch.equal(value, fresh.state[c][key]), key
+    assert [opt.state[q]["step"].item() for q in params] == [14, 7]
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=str)
+def test_sparse_gradients_are_refused(path):
+    """An embedding with sparse=True: the step raises, naming sparse gradients, and changes
+    nothing (the refusal comes before any update; no compilation)."""
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    before = embedding.weight.detach().clone()
+    opt = NSF(embedding.parameters(), **path)
+    embedding(torch.tensor([1, 4])).sum().backward()
+    assert embedding.weight.grad.is_sparse
+    with pytest.raises(RuntimeError, match="sparse gradients"):
         opt.step()
-        sched.step()
-    for param, ref in zip(params, expected):
-        np.testing.assert_allclose(param.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+    assert torch.equal(embedding.weight.detach(), before)
+    assert not opt.state
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=str)
+def test_complex_parameters_are_refused(path):
+    """Complex parameters (hence complex gradients) are refused by name: |g|^2 is not g*g."""
+    theta = torch.ones(3, dtype=torch.complex128, requires_grad=True)
+    opt = NSF([theta], **path)
+    theta.grad = torch.full_like(theta, 1 + 2j)
+    with pytest.raises(RuntimeError, match="complex"):
+        opt.step()
+    assert torch.equal(theta.detach(), torch.ones(3, dtype=torch.complex128))
+
+
+def test_import_nsf_loads_neither_the_fused_path_nor_pydantic():
+    """``import nsf`` and a foreach step need only torch and numpy; nsf._fused loads on demand."""
+    code = (
+        "import sys, torch, nsf\n"
+        "t = torch.zeros(3, requires_grad=True); t.grad = torch.ones(3); nsf.NSF([t]).step()\n"
+        "print(sorted(m for m in ('nsf._fused', 'nsf.validation', 'pydantic') if m in sys.modules))"
+    )
+    env = os.environ | {"PYTHONPATH": str(Path(nsf.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_scale_law():
@@ -540,3 +734,58 @@ def test_fused_leaves_odd_tensors_to_the_foreach_path():
 def test_fused_and_foreach_together_are_refused():
     with pytest.raises(ValueError, match="fused=True and foreach=True"):
         NSF(mlp().parameters(), fused=True, foreach=True)
+
+
+# ------------------------------------------------------ update_terms against the reference
+
+TERM_CONFIGS = [
+    dict(momentum=momentum, bias_correction=bc, amsgrad=amsgrad, eps_mode=eps_mode,
+         update_norm=norm, maximize=maximize, p=p)
+    for momentum in ("ema", "heavy_ball") for bc in (True, False) for amsgrad in (False, True)
+    for eps_mode in ("outside", "inside") for norm in (None, "rms_matched")
+    for maximize in (False, True) for p in (0.3,)
+] + [dict(p=0.0), dict(p=0.0, eps_mode="inside"), dict(p=0.5), dict(p=-0.4, amsgrad=True),
+     dict(p=0.0, update_norm="rms_matched"),
+     dict(p=0.6, decoupled_weight_decay=True, weight_decay=0.1),
+     dict(p=-0.2, weight_decay=0.05, momentum="heavy_ball")]  # fmt: skip
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("config", TERM_CONFIGS, ids=str)
+def test_update_terms_match_reference(config, foreach):
+    """NSF.update_terms gives the reference's m^, v^, denominator and step after every step, and
+    theta_before - theta_after = lr * step (+ lr * lambda * theta_before, decoupled)."""
+    lr, eps = 1e-2, 1e-3 if config.get("eps_mode") == "inside" else 1e-8
+    kw = dict(betas=(0.9, 0.99), eps=eps, maximize=False) | config
+    grads_fn, theta0 = quadratic_problem(seed=1, maximize=kw["maximize"])
+    params = [torch.tensor(t, requires_grad=True) for t in theta0]
+    opt = NSF(params, lr=lr, foreach=foreach, **kw)
+    ref_theta, ref_states = [t.copy() for t in theta0], [State.zeros(t.shape) for t in theta0]
+    for _ in range(6):
+        before = [q.detach().clone() for q in params]
+        for param, g in zip(params, grads_fn([q.detach().numpy() for q in params])):
+            param.grad = torch.from_numpy(g)
+        ref_grads = grads_fn(ref_theta)
+        opt.step()
+        for i, param in enumerate(params):
+            ref_theta[i], expected = eq3_step(
+                ref_theta[i], ref_grads[i], ref_states[i], lr=lr, **kw
+            )
+            terms = opt.update_terms(param)
+            for name, value in terms._asdict().items():
+                np.testing.assert_allclose(value.numpy(), getattr(expected, name), rtol=1e-11,
+                                           atol=1e-14, err_msg=name)  # fmt: skip
+            decay = lr * kw.get("weight_decay", 0.0) * before[i]
+            drop = before[i] - param.detach()
+            if kw.get("decoupled_weight_decay"):
+                drop = drop - decay
+            torch.testing.assert_close(drop, lr * terms.step, rtol=1e-12, atol=1e-15)
+
+
+def test_update_terms_refuses_a_stranger_and_a_fresh_parameter():
+    theta = torch.zeros(3, requires_grad=True)
+    opt = NSF([theta])
+    with pytest.raises(ValueError, match="no state"):
+        opt.update_terms(theta)
+    with pytest.raises(ValueError, match="not a parameter"):
+        opt.update_terms(torch.zeros(3))
