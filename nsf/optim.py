@@ -16,7 +16,7 @@ p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amp
 coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
 ``torch.optim.Adam``: a small class that validates and gathers state, and a functional update
 :func:`nsf_update` with a single-tensor, a foreach (the default) and a fused implementation; the
-fused one (``fused=True``, one compiled kernel per tensor) lives in :mod:`nsf._fused` and is
+fused one (``fused=True``, one compiled kernel per tensor) lives in ``nsf._fused`` and is
 imported on first use. :mod:`nsf.reference` writes the same rule literally in float64.
 """
 
@@ -32,9 +32,9 @@ from torch.optim import Optimizer
 
 __all__ = ["NSF", "EpsMode", "Momentum", "UpdateNorm", "UpdateTerms", "nsf_update"]
 
-#: The first moment: the EMA of Eqs. 1-3, or torch SGD's heavy-ball buffer.
+#: The first moment, the EMA of Eqs. 1-3, or torch SGD's heavy-ball buffer.
 Momentum = Literal["ema", "heavy_ball"]
-#: Where eps goes: v^^p + eps (Eq. 3) or (v^ + eps)^p (the toy models of Sec. 4).
+#: Where eps goes, v^^p + eps (Eq. 3) or (v^ + eps)^p (the toy models of Sec. 4).
 EpsMode = Literal["outside", "inside"]
 #: Rescale each tensor's step to the p = 0 step's norm, or not.
 UpdateNorm = Literal[None, "rms_matched"]
@@ -125,7 +125,7 @@ class NSF(Optimizer):
             whatever the tensor sizes and whatever p, lr, betas, eps and weight_decay are, so a
             p schedule never recompiles and never synchronises with the device. Needs a working
             inductor backend (a C++ compiler on the CPU, Triton on CUDA). See
-            :func:`nsf._fused.fused_nsf`.
+            ``nsf._fused.fused_nsf``.
 
     Endpoints (exact on the foreach and single-tensor paths, tested): p = 1/2 is
     ``torch.optim.Adam`` (and ``AdamW``, ``amsgrad``); p = 0 with ``momentum="heavy_ball"`` and
@@ -321,7 +321,7 @@ def nsf_update(
 ) -> None:
     """Functional form of :class:`NSF`: updates ``params`` and the state tensors in place.
 
-    ``fused=True`` selects :func:`nsf._fused.fused_nsf` (imported here, on first use), else
+    ``fused=True`` selects ``nsf._fused.fused_nsf`` (imported here, on first use), else
     ``foreach`` (``None``: on) picks the multi-tensor or the single-tensor loop.
     """
     if fused and foreach:

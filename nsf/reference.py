@@ -1,5 +1,5 @@
 r"""Eq. 3 of the paper (Sec. 3.1) written literally, in float64 NumPy: the readable math of
-:class:`nsf.NSF` and the oracle of its tests.
+:class:`nsf.optim.NSF` and the oracle of its tests.
 
 One tensor, one step, every term computed as the equations state it (no folding of the bias
 correction into scalars, no fast paths, nothing shared with :mod:`nsf.optim`)::

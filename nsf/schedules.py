@@ -443,11 +443,11 @@ class Scheduler:
 class PScheduler(Scheduler):
     """The :class:`Scheduler` of the exponent p (paper Sec. 3.3 and 5.1; SPEC section 1.10)::
 
-    sched = PScheduler(opt, pulse_tidal(-0.05, 1000, 0.25, -0.15, 200))
-    for batch in loader:
-        loss(batch).backward()
-        opt.step()
-        sched.step()
+        sched = PScheduler(opt, pulse_tidal(-0.05, 1000, 0.25, -0.15, 200))
+        for batch in loader:
+            loss(batch).backward()
+            opt.step()
+            sched.step()
     """
 
     def __init__(self, optimizer: Any, schedule: Schedule | Sequence[Schedule]) -> None:

@@ -3,7 +3,7 @@
 Every setup of the package (the simulations' setups, the training config) is a frozen pydantic
 dataclass built with :data:`CONFIG`: an unknown field is refused, a type is checked (a string is
 never read as a number, a bool never as an int), a range is declared in the field's annotation
-with the aliases below, and a bad value raises :class:`pydantic.ValidationError` (a
+with the aliases below, and a bad value raises ``pydantic.ValidationError`` (a
 ``ValueError``) that names the field, the value and what is expected. Cross-field rules are
 ``model_validator(mode="after")`` methods on the setup itself.
 
@@ -32,7 +32,7 @@ __all__ = [
     "setup_from",
 ]
 
-#: The pydantic config of every setup: unknown fields refused, no NaN or infinity.
+#: The pydantic config of every setup; unknown fields refused, no NaN or infinity.
 CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 #: A finite real number (an int is accepted, a string or a bool is not).

@@ -61,7 +61,7 @@ class SpectralSetup:
 
     Attributes:
         keys: recorded modes k (the table's columns C(1) ... C(32)).
-        amps: target amplitudes A_k: a name of :data:`AMPLITUDE_PROFILES` or one number per key
+        amps: target amplitudes A_k: a name of ``AMPLITUDE_PROFILES`` or one number per key
             (assumed; the initial predictor is f0 = 0, so e0 = -y).
         amp_scale: a factor on all A_k (assumed 1). For p != 0 Eq. 5 is not scale-invariant:
             scaling e by s scales G by s^2, so this moves every constant-p rate by s^(-2p).
@@ -80,7 +80,7 @@ class SpectralSetup:
         tau_mode: ``"power_of_mean"`` (Eq. 8 as written, (Gbar+eps)^(-p)) or ``"mean_of_power"``
             (the spatial mean of (G+eps)^(-p)).
 
-    A bad value raises :class:`pydantic.ValidationError` (a ``ValueError``) naming the field and
+    A bad value raises ``pydantic.ValidationError`` (a ``ValueError``) naming the field and
     the value, before anything is simulated.
     """
 

@@ -42,7 +42,7 @@ def summary_note(
     exact properties (single-band spread, closed-form overlap error, I0 relative error); the
     distance to the paper (ours, the closest swept setting, rows off by more than ``far``, the most
     negative row and the widest swing's gain in ours and in the paper); and Eq. 10 against the
-    simulation (``gap`` from :func:`nsf.spectral.theory.diagonal_gap`)."""
+    simulation (``gap`` from :func:`nsf.spectral.diagonal_gap`)."""
     held = [c.name for c in checks if c.passed is True]
     failed = [c.name for c in checks if c.passed is False]
     k1 = next((c.statistic for c in checks if c.name == "K1"), "not checked")

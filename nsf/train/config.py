@@ -3,7 +3,7 @@
 A config is plain data (JSON or TOML, :meth:`TrainConfig.from_file`); its schedules are specs of
 :mod:`nsf.schedules`. A bad field is refused when the config is built, with one message naming
 the field and the value: types, ranges and unknown fields by pydantic (:mod:`nsf.validation`),
-the optimizer's hyperparameters by :class:`nsf.NSF` itself (built once on a dummy parameter,
+the optimizer's hyperparameters by :class:`nsf.optim.NSF` itself (built once on a dummy parameter,
 so the rules live in one place), the schedules by :func:`nsf.schedules.from_spec`.
 """
 
@@ -27,7 +27,7 @@ from nsf.validation import CONFIG, Count, Finite
 
 __all__ = ["CADENCE_FIELDS", "TrainConfig"]
 
-#: Fields that say how often a run reports, not what it computes: not part of the run key.
+#: Fields that say how often a run reports, not what it computes; not part of the run key.
 CADENCE_FIELDS = ("checkpoint_every", "log_every")
 
 #: A whole number >= 0 (a seed, a padding, an interval where 0 means "never").
@@ -51,7 +51,7 @@ class TrainConfig:
     beta1 = 0.9, beta2 = 0.999, eps = 1e-8 outside the power, bias correction of v only, coupled
     weight decay 5e-4 on every parameter, lr 0.1.
 
-    Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.load_dataset`; ``val_split``
+    Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.datasets.load_dataset`; ``val_split``
     is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``). Augmentation:
     ``crop_pad`` (RandomCrop padding), ``flip`` and ``vflip`` (horizontal and vertical flips);
     ``None`` takes the dataset's declared default (``ImageDataset.augmentation``: CIFAR's pad 4
@@ -71,9 +71,9 @@ class TrainConfig:
     (``torch.compile``); the cadence ``checkpoint_every`` (iterations; 0 = at epoch ends only)
     and ``log_every`` (iterations between progress-bar updates).
 
-    :func:`nsf.train.train` keys and records the config :meth:`on` its device (what ``"auto"``
+    :func:`nsf.train.loop.train` keys and records the config :meth:`on` its device (what ``"auto"``
     became there), and records the augmentation the loader used (what ``None`` became) in the
-    run's ``finished.json`` and in :attr:`RunResult.config`.
+    run's ``finished.json`` and in ``RunResult.config``.
 
     Example, the Sec. 5.1 run::
 
@@ -161,7 +161,7 @@ class TrainConfig:
         return self
 
     def optimizer(self, params: Any) -> NSF:
-        """The run's :class:`nsf.NSF` over ``params`` (its p and lr are then scheduled)."""
+        """The run's :class:`nsf.optim.NSF` over ``params`` (its p and lr are then scheduled)."""
         return NSF(
             params,
             lr=self.lr,

@@ -1,8 +1,8 @@
 r"""The six datasets of paper Sec. 3.3 and Sec. 5.1 and the one entry point to all eight.
 
-Every dataset becomes an :class:`ImageDataset`: one ``uint8`` tensor ``[N, C, H, W]`` and one
+Every dataset becomes an :class:`~nsf.train.imagedataset.ImageDataset`: one ``uint8`` tensor ``[N, C, H, W]`` and one
 ``int64`` label tensor, decoded once and then kept whole in memory (and on the accelerator, see
-:class:`DeviceLoader`). ::
+:class:`~nsf.train.loader.DeviceLoader`). ::
 
     train = load_dataset("tinyimagenet", "train")          # reads $NSF_DATA_ROOT/tinyimagenet/
     test = load_dataset("tinyimagenet", "test")            # the official (labelled) val set
@@ -30,13 +30,13 @@ Embedded datasets, no root and no download (SPEC Sec. 3.3 "CPU/CI proxy", Append
 
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (real data, 1,797 images).
 * ``synthetic_bands``: images whose class signal lies in a chosen spatial-frequency band, with a
-  label-noise rate as a parameter; see :func:`make_synthetic_bands` for why.
+  label-noise rate as a parameter; see :func:`~nsf.train.synthetic.make_synthetic_bands` for why.
 
 The root is the ``root`` argument, else ``$NSF_DATA_ROOT``. A decoded split is cached as
 ``<root>/.nsf-cache/<name>-<split>.pt`` (written atomically) with a JSON sidecar holding the sha256
 of its tensors and a fingerprint (path, size, mtime) of the source files: a tampered cache is
 detected and rebuilt, and a changed source file triggers a rebuild. A missing dataset raises
-:class:`DatasetNotFoundError`, a corrupt one :class:`DatasetCorruptError`; both messages name the
+:class:`~nsf.train.errors.DatasetNotFoundError`, a corrupt one :class:`~nsf.train.errors.DatasetCorruptError`; both messages name the
 dataset, the expected layout, the failing file and where to get the data.
 
 Normalisation statistics (``mean``/``std``) are always those of the *train* split, so train and
@@ -98,7 +98,7 @@ FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"
 def load_dataset(
     name: str, split: str = "train", root: str | os.PathLike | None = None, **options: Any
 ) -> ImageDataset:
-    """Load one split of a dataset as an :class:`ImageDataset` (SPEC Sec. 3.2, Sec. 8.1, App. B).
+    """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (SPEC Sec. 3.2, Sec. 8.1, App. B).
 
     Args:
         name: one of :data:`DATASETS`.
@@ -119,7 +119,7 @@ def load_dataset(
             * ``rafdb``: ``size=112`` (SPEC Sec. 3.2 "Resize 112"; ``None`` keeps 100x100).
             * ``chaoyang``: ``size=224`` (SPEC Sec. 3.2 "Resize 224"; ``None`` keeps 512x512).
             * ``digits``: ``seed=0``, ``test_fraction=0.25``, ``label_noise=0.0``.
-            * ``synthetic_bands``: see :func:`make_synthetic_bands`.
+            * ``synthetic_bands``: see :func:`~nsf.train.synthetic.make_synthetic_bands`.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

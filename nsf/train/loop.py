@@ -23,11 +23,11 @@ bit-identical to an uninterrupted one.
 
 Correct by construction:
 
-* A batch is a pure function of (seed, epoch, index) (:class:`nsf.train.DeviceLoader`), and the
+* A batch is a pure function of (seed, epoch, index) (:class:`nsf.train.loader.DeviceLoader`), and the
   p and learning-rate schedules are pure functions of the iteration, so resuming at (epoch, batch)
   replays exactly the batches and hyperparameters that an uninterrupted run sees.
 * The loss of a batch is weighted by its share of the global batch
-  (:func:`nsf.train.distributed.scaled_loss`), and the epoch's training loss is the sum over
+  (``nsf.train.distributed.scaled_loss``), and the epoch's training loss is the sum over
   samples divided by the number of samples, whatever the size of the last batch.
 * The inner loop never waits on the device: losses and counts accumulate on the device, p and
   the learning rate are Python floats, and the host reads the device once per ``log_every``
@@ -85,13 +85,13 @@ def train(
 ) -> RunResult:
     """Train ``config`` in its run directory under ``store_root``, or load it if it has finished.
 
-    The run is keyed by :meth:`TrainConfig.run_key` of the config :meth:`~TrainConfig.on` the
+    The run is keyed by ``TrainConfig.run_key`` of the config ``TrainConfig.on`` the
     device it runs on: how often it logs or checkpoints does not make it another run.
     Resumes from ``checkpoint.pt`` if the run was interrupted. Started by ``torchrun`` (the
     environment has WORLD_SIZE > 1), it joins the process group (NCCL on CUDA, gloo on CPUs),
     trains with DistributedDataParallel on its shard of every global batch, and only rank 0
     writes files (every rank reads the checkpoint: across nodes, ``store_root`` must be on a
-    shared file system). ``data_root`` is where :func:`nsf.train.load_dataset` looks for the
+    shared file system). ``data_root`` is where :func:`nsf.train.datasets.load_dataset` looks for the
     downloaded datasets (it is not part of the config: it says where the data is, not what it
     is). ``progress``: tqdm bars on rank 0 (``None``: when stderr is a terminal).
     """

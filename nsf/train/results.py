@@ -1,7 +1,7 @@
 """What a run directory holds, and :class:`RunResult`, the view of a finished one.
 
 A run lives in a directory of a :class:`nsf.runstore.RunStore`, keyed by the hash of
-:meth:`TrainConfig.run_key`: ``config.json`` (that key), ``metrics.csv`` (one row per epoch,
+``TrainConfig.run_key``: ``config.json`` (that key), ``metrics.csv`` (one row per epoch,
 rewritten atomically), ``p_log.json`` (the p of every iteration, run-length encoded),
 ``checkpoint.pt`` (everything that training needs to continue), ``model.pt`` (the final weights)
 and ``finished.json`` (a summary, with the augmentation the run used).
@@ -38,10 +38,10 @@ P_LOG_FILE = "p_log.json"
 
 @dataclass
 class RunResult:
-    """What :func:`nsf.train.train` returns: the run directory and what it holds.
+    """What :func:`nsf.train.loop.train` returns: the run directory and what it holds.
 
     ``config`` is the config as it ran (device, precision and augmentation filled in),
-    ``metrics`` one dict per epoch (keys :data:`METRIC_COLUMNS`), ``p_log`` the run-length
+    ``metrics`` one dict per epoch (keys ``METRIC_COLUMNS``), ``p_log`` the run-length
     encoded p of every iteration (:func:`nsf.train.plog.rle_decode` expands it), ``params_path``
     the final ``state_dict`` (``torch.load(..., weights_only=True)``), ``summary`` the contents
     of ``finished.json``, and ``from_cache`` whether the run had finished before this call.
