@@ -441,7 +441,9 @@ class Scheduler:
 
 
 class PScheduler(Scheduler):
-    """The :class:`Scheduler` of the exponent p (paper Sec. 3.3 and 5.1; SPEC section 1.10)::
+    """The :class:`Scheduler` of the exponent p (paper Sec. 3.3 and 5.1; SPEC section 1.10).
+
+    Used like a learning-rate scheduler::
 
         sched = PScheduler(opt, pulse_tidal(-0.05, 1000, 0.25, -0.15, 200))
         for batch in loader:

@@ -128,7 +128,8 @@ class Roles:
 
     @property
     def same_mean_pairs(self) -> list[tuple[str, str]]:
-        """Pairs (tidal row, constant row of the same mean); the widest swing against p = 0, then the
+        """Pairs (tidal row, constant row of the same mean); the widest swing against p = 0, then
+        the
         mean > 0 and mean < 0 tidal rows that have such a constant."""
         pairs = [(self.wide, self.zero)] if self.wide and self.zero else []
         return pairs + [(n, c) for n, c in self.upper + self.lower if c]

@@ -51,7 +51,8 @@ class TrainConfig:
     beta1 = 0.9, beta2 = 0.999, eps = 1e-8 outside the power, bias correction of v only, coupled
     weight decay 5e-4 on every parameter, lr 0.1.
 
-    Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.datasets.load_dataset`; ``val_split``
+    Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.datasets.load_dataset`;
+    ``val_split``
     is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``). Augmentation:
     ``crop_pad`` (RandomCrop padding), ``flip`` and ``vflip`` (horizontal and vertical flips);
     ``None`` takes the dataset's declared default (``ImageDataset.augmentation``: CIFAR's pad 4

@@ -1,6 +1,7 @@
 r"""The six datasets of paper Sec. 3.3 and Sec. 5.1 and the one entry point to all eight.
 
-Every dataset becomes an :class:`~nsf.train.imagedataset.ImageDataset`: one ``uint8`` tensor ``[N, C, H, W]`` and one
+Every dataset becomes an :class:`~nsf.train.imagedataset.ImageDataset`: one ``uint8`` tensor ``[N,
+C, H, W]`` and one
 ``int64`` label tensor, decoded once and then kept whole in memory (and on the accelerator, see
 :class:`~nsf.train.loader.DeviceLoader`). ::
 
@@ -36,7 +37,8 @@ The root is the ``root`` argument, else ``$NSF_DATA_ROOT``. A decoded split is c
 ``<root>/.nsf-cache/<name>-<split>.pt`` (written atomically) with a JSON sidecar holding the sha256
 of its tensors and a fingerprint (path, size, mtime) of the source files: a tampered cache is
 detected and rebuilt, and a changed source file triggers a rebuild. A missing dataset raises
-:class:`~nsf.train.errors.DatasetNotFoundError`, a corrupt one :class:`~nsf.train.errors.DatasetCorruptError`; both messages name the
+:class:`~nsf.train.errors.DatasetNotFoundError`, a corrupt one
+:class:`~nsf.train.errors.DatasetCorruptError`; both messages name the
 dataset, the expected layout, the failing file and where to get the data.
 
 Normalisation statistics (``mean``/``std``) are always those of the *train* split, so train and
@@ -98,7 +100,8 @@ FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"
 def load_dataset(
     name: str, split: str = "train", root: str | os.PathLike | None = None, **options: Any
 ) -> ImageDataset:
-    """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (SPEC Sec. 3.2, Sec. 8.1, App. B).
+    """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (SPEC Sec.
+    3.2, Sec. 8.1, App. B).
 
     Args:
         name: one of :data:`DATASETS`.

@@ -1,6 +1,7 @@
 """The in-memory form every dataset takes (paper Sec. 3.3, Sec. 5.1), and what its sources share.
 
-:class:`~nsf.train.imagedataset.ImageDataset` holds a whole split: one ``uint8`` tensor ``[N, C, H, W]`` and one ``int64``
+:class:`~nsf.train.imagedataset.ImageDataset` holds a whole split: one ``uint8`` tensor ``[N, C,
+H, W]`` and one ``int64``
 label tensor. :func:`channel_stats` computes the per-channel normalisation statistics exactly;
 :func:`keyed_generator` gives decorrelated, reproducible random streams per key (the embedded
 datasets and :class:`nsf.train.loader.DeviceLoader` draw from it).
@@ -22,7 +23,8 @@ class ImageDataset:
     """A whole split in memory: ``uint8`` images ``[N, C, H, W]`` and ``int64`` labels ``[N]``.
 
     ``mean``/``std`` are the per-channel statistics of the train split's ``images / 255``, used by
-    :class:`~nsf.train.loader.DeviceLoader` to normalise. ``clean_labels`` is set only where labels were corrupted
+    :class:`~nsf.train.loader.DeviceLoader` to normalise. ``clean_labels`` is set only where
+    labels were corrupted
     on purpose (the embedded datasets' ``label_noise`` option): it holds the labels before noise.
     """
 

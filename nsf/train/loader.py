@@ -57,7 +57,8 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 class DeviceLoader:
-    """Batches from an :class:`~nsf.train.imagedataset.ImageDataset` held on ``device`` (moved there once).
+    """Batches from an :class:`~nsf.train.imagedataset.ImageDataset` held on ``device`` (moved
+    there once).
 
     The train pipeline of SPEC Sec. 3.2/8.1 (RandomCrop with zero padding ``crop_pad``, random
     horizontal flip, per-channel normalisation) runs in batch on the device, so a GPU never waits

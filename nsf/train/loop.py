@@ -23,7 +23,8 @@ bit-identical to an uninterrupted one.
 
 Correct by construction:
 
-* A batch is a pure function of (seed, epoch, index) (:class:`nsf.train.loader.DeviceLoader`), and the
+* A batch is a pure function of (seed, epoch, index) (:class:`nsf.train.loader.DeviceLoader`), and
+  the
   p and learning-rate schedules are pure functions of the iteration, so resuming at (epoch, batch)
   replays exactly the batches and hyperparameters that an uninterrupted run sees.
 * The loss of a batch is weighted by its share of the global batch
@@ -91,7 +92,8 @@ def train(
     environment has WORLD_SIZE > 1), it joins the process group (NCCL on CUDA, gloo on CPUs),
     trains with DistributedDataParallel on its shard of every global batch, and only rank 0
     writes files (every rank reads the checkpoint: across nodes, ``store_root`` must be on a
-    shared file system). ``data_root`` is where :func:`nsf.train.datasets.load_dataset` looks for the
+    shared file system). ``data_root`` is where :func:`nsf.train.datasets.load_dataset` looks for
+    the
     downloaded datasets (it is not part of the config: it says where the data is, not what it
     is). ``progress``: tqdm bars on rank 0 (``None``: when stderr is a terminal).
     """
