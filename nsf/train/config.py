@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, Strict, field_validator, model_validator
+from pydantic import Field, Strict, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from nsf import schedules
@@ -121,27 +121,14 @@ class TrainConfig:
     checkpoint_every: Whole = 0
     log_every: Count = 50
 
-    @field_validator("dataset")
+    @field_validator("dataset", "model", "stem")
     @classmethod
-    def _known_dataset(cls, value: str) -> str:
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
         from nsf.train.datasets import DATASETS
 
-        if value not in DATASETS:
-            raise ValueError(f"{value!r} is not one of {DATASETS}")
-        return value
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"{value!r} is not one of {MODELS}")
-        return value
-
-    @field_validator("stem")
-    @classmethod
-    def _known_stem(cls, value: str) -> str:
-        if value not in STEMS:
-            raise ValueError(f"{value!r} is not one of {STEMS}")
+        choices = {"dataset": DATASETS, "model": MODELS, "stem": STEMS}[info.field_name]
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {choices}")
         return value
 
     @field_validator("lr_schedule", "p_schedule")
