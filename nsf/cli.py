@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from nsf.profiles import PROFILES
+from nsf.book.profiles import PROFILES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 
-from nsf.provenance import repo_root
+from nsf.book.provenance import repo_root
 
 pytestmark = pytest.mark.slow
 

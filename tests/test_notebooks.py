@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from nsf import book
-from nsf.profiles import PROFILES, chapter_parameters, profile_overrides
-from nsf.provenance import repo_root
+from nsf.book.profiles import PROFILES, chapter_parameters, profile_overrides
+from nsf.book.provenance import repo_root
 
 CHAPTERS = book.chapter_names()
 
@@ -36,8 +36,8 @@ def test_notebook_is_committed_clean_with_one_parameters_cell(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_parameters_cell_matches_the_profile_table(chapter):
-    """Every parameter of the notebook carries a tag in nsf/profiles.toml and vice versa, and the
-    ci/paper profiles override only declared parameters with values of the same type."""
+    """Every parameter of the notebook carries a tag in nsf/book/profiles.toml and vice versa, and
+    the ci/paper profiles override only declared parameters with values of the same type."""
     nb = nbformat.read(repo_root() / "notebooks" / f"{chapter}.ipynb", as_version=4)
     body = ast.parse(parameters_cells(nb)[0].source).body
     defaults = {node.targets[0].id: ast.literal_eval(node.value) for node in body}
@@ -71,7 +71,7 @@ def test_chapter_names_resolve():
 
 
 def test_unknown_parameter_is_refused_before_executing():
-    with pytest.raises(book.UnknownParameterError, match="no_such_parameter"):
+    with pytest.raises(book.ParameterError, match="no_such_parameter"):
         book.execute_chapter("01", "ci", {"no_such_parameter": 3})
 
 

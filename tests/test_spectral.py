@@ -218,7 +218,7 @@ def test_sweep_refuses_an_invalid_setting_before_simulating(no_simulation):
 def test_setup_defaults_are_the_notebooks_parameters(cls):
     import papermill
 
-    from nsf.provenance import repo_root
+    from nsf.book.provenance import repo_root
     from nsf.validation import setup_from
 
     nb = repo_root() / "notebooks" / "03_spectral_decay.ipynb"

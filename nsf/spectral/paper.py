@@ -47,7 +47,7 @@ def paper_kappa_table() -> pd.DataFrame:
 def _paper_table() -> pd.DataFrame:
     import pandas as pd
 
-    from nsf.provenance import repo_root
+    from nsf.book.provenance import repo_root
 
     return pd.read_csv(repo_root() / "data" / "paper_kappa_table.csv", dtype={"section": str})
 

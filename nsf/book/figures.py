@@ -25,8 +25,8 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from nsf.profiles import chapter_parameters
-from nsf.provenance import git_commit, repo_root
+from nsf.book.profiles import chapter_parameters
+from nsf.book.provenance import git_commit, repo_root
 from nsf.runstore import config_hash
 
 __all__ = ["PALETTE", "Chapter", "set_theme"]
@@ -63,7 +63,7 @@ class Chapter:
     Args:
         name: the chapter's notebook name, e.g. ``"01_unified_rule"``.
         namespace: the notebook's ``globals()``; the chapter's declared parameters (see
-            ``nsf/profiles.toml``) and ``profile`` are read from it.
+            ``nsf/book/profiles.toml``) and ``profile`` are read from it.
     """
 
     def __init__(self, name: str, namespace: Mapping[str, Any]) -> None:

@@ -9,7 +9,6 @@ execution off and warnings as errors. Tracked files are never written.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import shutil
@@ -20,25 +19,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nsf.profiles import PROFILES, chapter_parameters, profile_overrides
-from nsf.provenance import device_description, git_commit, repo_root
+from nsf.book.parameters import check_parameters, notebook_defaults
+from nsf.book.profiles import PROFILES
+from nsf.book.provenance import device_description, git_commit, repo_root
 from nsf.runstore import RunStore, atomic_write_bytes
 
 __all__ = [
     "ChapterExecutionError",
-    "UnknownParameterError",
     "build_book",
     "chapter_names",
     "execute_chapter",
     "is_cached",
-    "parse_value",
     "resolve_chapter",
     "source_hash",
 ]
-
-
-class UnknownParameterError(ValueError):
-    """A parameter the chapter does not declare."""
 
 
 class ChapterExecutionError(RuntimeError):
@@ -63,34 +57,10 @@ def resolve_chapter(chapter: str) -> str:
     return matches[0]
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as a Python literal where it is one (``3``, ``[0.5, -0.25]``,
-    ``True``), else the string itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def chapter_parameters_for(chapter: str, profile: str, overrides: Mapping[str, Any]) -> dict:
-    """The papermill parameters: ``profile``, the profile's values, then ``overrides``.
-
-    A name the chapter does not declare is refused, naming it and listing the valid ones.
-    """
-    declared = chapter_parameters(chapter)
-    unknown = [k for k in overrides if k not in declared and k != "profile"]
-    if unknown:
-        raise UnknownParameterError(
-            f"chapter {chapter} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are: {', '.join(sorted(declared))}"
-        )
-    return {"profile": profile, **profile_overrides(chapter, profile), **dict(overrides)}
-
-
 def source_hash(package: Path | None = None) -> str:
     """SHA-256 over every file of the ``nsf`` package: an edit anywhere re-executes chapters."""
     digest = hashlib.sha256()
-    package = package or Path(__file__).resolve().parent
+    package = package or Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*")):
         if path.suffix in {".py", ".toml"}:
             digest.update(path.relative_to(package).as_posix().encode())
@@ -107,7 +77,7 @@ def _chapter_run(chapter: str, profile: str, overrides: Mapping[str, Any]):
     chapter = resolve_chapter(chapter)
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
-    params = chapter_parameters_for(chapter, profile, overrides)
+    params = check_parameters(chapter, profile, overrides)
     key = {
         "chapter": chapter,
         "notebook": _sha256(notebooks_dir() / f"{chapter}.ipynb"),
@@ -169,9 +139,10 @@ def execute_chapter(
                 os.environ["NSF_FIGURE_DIR"] = env_before
         _tag_for_reading(nb)
         commit, dirty = git_commit()
+        seed = params.get("seed", notebook_defaults(chapter).get("seed"))
         nb.metadata["nsf"] = {
             "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,
-            "profile": profile, "parameters": params, "seed": params.get("seed", _default_seed(nb)),
+            "profile": profile, "parameters": params, "seed": seed,
             "wall_time_s": round(time.perf_counter() - start, 2), "device": device_description(),
         }  # fmt: skip
         atomic_write_bytes(executed, nbformat.writes(nb).encode())
@@ -192,16 +163,6 @@ def _tag_for_reading(nb: Any) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
         elif cell.cell_type == "code" and ".savefig(" in cell.source:
             cell.metadata["tags"] = [*tags, "hide-input"]
-
-
-def _default_seed(nb: Any) -> Any:
-    """The ``seed`` of the notebook's parameters cell, when the profile did not set one."""
-    for cell in nb.cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "seed":
-                    return ast.literal_eval(node.value)
-    return None
 
 
 def _publish(chapter: str, executed: Path) -> None:

@@ -1,4 +1,4 @@
-"""The profile table: every chapter's parameters, their SPEC tags, and the ci/paper overrides.
+"""The profile table: every chapter's parameters, their tags, setups, and the ci/paper overrides.
 
 The table lives in ``profiles.toml`` beside this file. A chapter's ``default`` profile is the
 parameters cell of its notebook; ``ci`` (each chapter <= 60 s on 2 CPU cores, for the tests) and
@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILES", "TAGS", "chapter_parameters", "profile_overrides"]
+__all__ = ["PROFILES", "TAGS", "chapter_parameters", "chapter_setups", "profile_overrides"]
 
 PROFILES = ("ci", "default", "paper")
 TAGS = ("stated", "reconstructed", "assumed", "companion")
@@ -45,6 +45,13 @@ def chapter_parameters(chapter: str) -> dict[str, dict[str, str]]:
     if chapter not in table:
         raise KeyError(f"chapter {chapter!r} is not in {TABLE}; known: {sorted(table)}")
     return dict(table[chapter].get("parameters", {}))
+
+
+def chapter_setups(chapter: str) -> list[str]:
+    """The chapter's setup classes as ``"module:Class"``: built from its parameters before it runs
+    (:func:`nsf.book.parameters.check_parameters`), so their checks refuse a bad value early."""
+    chapter_parameters(chapter)  # raises for an unknown chapter
+    return list(_table()[chapter].get("setups", []))
 
 
 def profile_overrides(chapter: str, profile: str) -> dict[str, Any]:

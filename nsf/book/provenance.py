@@ -20,7 +20,7 @@ def repo_root() -> Path:
     """
     if "NSF_REPO_ROOT" in os.environ:
         return Path(os.environ["NSF_REPO_ROOT"]).resolve()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "notebooks").is_dir():
         raise FileNotFoundError(
             f"{root} is not an nsf-book checkout (no notebooks/ there); install nsf from a clone "
