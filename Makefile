@@ -1,6 +1,7 @@
 # nsf-book: every target sets itself up on a fresh machine (Python 3.11, pip, npm, apt as root).
 #   make book   build the book on the embedded default profile (CPU, no downloads)
 #   make test   run the test suite (includes a ci-profile book build checked in headless Chromium)
+#   make quick  the tests not marked slow (no book build, browser, torchrun or compiled paths)
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -9,13 +10,16 @@ STAMP    := $(VENV)/.installed
 MATHJAX  := .cache/mathjax-static/mathjax/tex-chtml.js
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: book test lint format benchmark clean
+.PHONY: book test quick lint format benchmark clean
 
 book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/nsf book --profile default
 
 test: $(STAMP) $(MATHJAX) chromium
 	$(PY) -m pytest
+
+quick: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,8 +2,11 @@
 
 nsf run 03 --profile ci -p dt 0.002 -p keys "[1, 2, 4]" --output my_run.ipynb
 nsf book --profile default
-nsf train --config cfg.json --store runs                   # one process
-torchrun --nproc_per_node=8 -m nsf train --config cfg.json --store runs
+nsf train --config cfg.toml --store runs                   # one process
+torchrun --nproc_per_node=8 -m nsf train --config cfg.toml --store runs
+
+A bad parameter or config is refused before any work starts, with exit status 2 and a one-line
+message (no traceback) that names the value and the fix.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from nsf.book.profiles import PROFILES
 
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train one TrainConfig in a run store (also under torchrun)"
     )
-    train.add_argument("--config", required=True, help="a JSON file of TrainConfig fields")
+    train.add_argument("--config", required=True, help="a TOML or JSON file of TrainConfig fields")
     train.add_argument("--store", required=True, help="the run store's root directory")
     train.add_argument("--data-root", help="where the datasets are (else $NSF_DATA_ROOT)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -69,10 +71,14 @@ def _book(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from nsf.train import TrainConfig, train
+    from nsf.train.errors import DatasetCorruptError
 
-    config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    config = TrainConfig.from_file(args.config)
     progress = False if args.no_progress else None
-    result = train(config, args.store, data_root=args.data_root, progress=progress)
+    try:
+        result = train(config, args.store, data_root=args.data_root, progress=progress)
+    except DatasetCorruptError as error:
+        raise SystemExit(f"nsf: error: {error}") from None
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {"run_dir": str(result.run_dir), "from_cache": result.from_cache}
         print(json.dumps({**summary, "final": result.metrics[-1]}))

@@ -66,17 +66,14 @@ def clone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built(clone) -> dict:
-    """Run ``nsf book --profile ci`` twice; return both logs and the second run's side effects."""
-    first = _nsf(clone, "book", "--profile", "ci", "--no-progress", check=False)
-    if first.returncode != 0:
-        output = first.stdout + first.stderr
+def built(clone) -> str:
+    """Run ``nsf book --profile ci`` once (the only book build of the test session); its log."""
+    result = _nsf(clone, "book", "--profile", "ci", "--no-progress", check=False)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
         problems = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
         pytest.fail("nsf book failed:\n" + "\n".join(problems or [output[-6000:]]))
-    runs = sorted((clone / ".cache" / "chapters").glob("*/finished.json"))
-    stamps = {p: p.stat().st_mtime_ns for p in runs}
-    second = _nsf(clone, "book", "--profile", "ci", "--no-progress")
-    return {"first": first.stdout, "second": second.stdout, "stamps": stamps}
+    return result.stdout + result.stderr
 
 
 def test_every_chapter_executes_in_ci_profile(clone, built):
@@ -96,19 +93,19 @@ def test_build_leaves_tracked_files_untouched(clone, built):
     assert _git(clone, "status", "--porcelain") == ""
 
 
-def test_second_build_reexecutes_nothing(built):
-    assert "executing" not in built["second"]
-    assert "unchanged, not re-executed" in built["second"]
-    for path, stamp in built["stamps"].items():
-        assert path.stat().st_mtime_ns == stamp, f"{path.parent.name} was executed again"
+def test_a_second_build_would_execute_nothing(clone, built):
+    """The cache answers directly (tests/test_book_build.py checks when it must not)."""
+    check = "from nsf import book; print([book.is_cached(c, 'ci') for c in book.chapter_names()])"
+    env = {**os.environ, "NSF_REPO_ROOT": str(clone)}
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=clone, env=env, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == str([True] * len(list((clone / "notebooks").glob("*.ipynb"))))
 
 
-def test_cli_refuses_unknown_parameter(clone):
-    args = ["run", "01", "--profile", "ci", "-p", "no_such_parameter", "3"]
-    result = _nsf(clone, *args, check=False)
-    assert result.returncode != 0
-    assert "no_such_parameter" in result.stderr
-    assert "its parameters are" in result.stderr
+def test_the_kernel_transport_warning_is_not_shown(built):
+    assert "without encryption" not in built
 
 
 def test_cli_output_records_provenance(clone, built, tmp_path):

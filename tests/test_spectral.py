@@ -212,15 +212,3 @@ def test_sweep_refuses_an_invalid_setting_before_simulating(no_simulation):
         spectral.sensitivity_sweep({"G_mode": ["grad2", "grad"]})
     with pytest.raises(ValueError, match="at least one value"):
         spectral.sensitivity_sweep({"eps": []})
-
-
-@pytest.mark.parametrize("cls", [spectral.SpectralSetup, spectral.TableSetup, spectral.SweepSetup])
-def test_setup_defaults_are_the_notebooks_parameters(cls):
-    import papermill
-
-    from nsf.book.provenance import repo_root
-    from nsf.validation import setup_from
-
-    nb = repo_root() / "notebooks" / "03_spectral_decay.ipynb"
-    params = {k: eval(v["default"]) for k, v in papermill.inspect_notebook(str(nb)).items()}
-    assert setup_from(cls, params) == cls()

@@ -2,7 +2,7 @@
 
 Data flow (see the README): ``notebooks/NN_name.ipynb`` (tracked, no outputs) is executed by
 papermill with the parameters of a profile into a run directory of the run store (keyed by a hash
-of the notebook, its parameters, the profile and the whole ``nsf`` source), copied to
+of the notebook, its parameters, the profile, the ``nsf`` source and ``data/``), copied to
 ``book/chapters/`` together with its figures, and the book is built from those copies with
 execution off and warnings as errors. Tracked files are never written.
 """
@@ -22,16 +22,18 @@ from typing import Any
 from nsf.book.parameters import check_parameters, notebook_defaults
 from nsf.book.profiles import PROFILES
 from nsf.book.provenance import device_description, git_commit, repo_root
-from nsf.runstore import RunStore, atomic_write_bytes
+from nsf.runstore import Run, RunStore, atomic_write_bytes
 
 __all__ = [
     "ChapterExecutionError",
     "build_book",
     "chapter_names",
+    "chapter_run",
     "execute_chapter",
     "is_cached",
     "resolve_chapter",
     "source_hash",
+    "tree_hash",
 ]
 
 
@@ -57,23 +59,41 @@ def resolve_chapter(chapter: str) -> str:
     return matches[0]
 
 
+#: The kernel's own log shows errors only: its start-up warning that the local kernel talks over
+#: unencrypted TCP on the loopback says nothing about the chapter. Cell outputs are unaffected.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+#: The ``nsf`` package whose source is part of every chapter's cache key.
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
 def source_hash(package: Path | None = None) -> str:
-    """SHA-256 over every file of the ``nsf`` package: an edit anywhere re-executes chapters."""
+    """SHA-256 over the ``.py`` and ``.toml`` files of the ``nsf`` package (default
+    :data:`PACKAGE`): an edit anywhere in it, the profile table included, re-executes chapters."""
+    return tree_hash(package or PACKAGE, suffixes={".py", ".toml"})
+
+
+def tree_hash(root: Path, suffixes: set[str] | None = None) -> str:
+    """SHA-256 over the relative paths and bytes of the files under ``root`` (those ending in
+    ``suffixes``, or all); a missing ``root`` hashes as empty."""
     digest = hashlib.sha256()
-    package = package or Path(__file__).resolve().parents[1]
-    for path in sorted(package.rglob("*")):
-        if path.suffix in {".py", ".toml"}:
-            digest.update(path.relative_to(package).as_posix().encode())
+    for path in sorted(root.rglob("*")):
+        wanted = suffixes is None or path.suffix in suffixes
+        if wanted and path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def chapter_run(
+    chapter: str, profile: str = "default", overrides: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any], Run]:
+    """(chapter name, papermill parameters, run-store entry) of one execution.
 
-
-def _chapter_run(chapter: str, profile: str, overrides: Mapping[str, Any]):
-    """(chapter name, papermill parameters, run-store entry) for one execution."""
+    The entry's key is everything an executed chapter depends on: the notebook's bytes, the
+    checked parameters, the ``nsf`` source (with the profile table) and the ``data/`` files the
+    chapters read. The parameters are checked first (:func:`nsf.book.check_parameters`).
+    """
     chapter = resolve_chapter(chapter)
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
@@ -83,15 +103,20 @@ def _chapter_run(chapter: str, profile: str, overrides: Mapping[str, Any]):
         "notebook": _sha256(notebooks_dir() / f"{chapter}.ipynb"),
         "parameters": params,
         "nsf_source": source_hash(),
+        "data": tree_hash(repo_root() / "data"),
     }
     return chapter, params, RunStore(repo_root() / ".cache" / "chapters").run(key, prefix=chapter)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def is_cached(
     chapter: str, profile: str = "default", overrides: Mapping[str, Any] | None = None
 ) -> bool:
     """Whether this chapter, profile and parameters were executed with the current sources."""
-    return _chapter_run(chapter, profile, overrides or {})[2].is_finished
+    return chapter_run(chapter, profile, overrides)[2].is_finished
 
 
 def execute_chapter(
@@ -114,7 +139,7 @@ def execute_chapter(
 
     import nsf
 
-    chapter, params, run = _chapter_run(chapter, profile, overrides or {})
+    chapter, params, run = chapter_run(chapter, profile, overrides or {})
     executed = run.path("executed.ipynb")
     if not run.is_finished:
         figures = run.path("figures")
@@ -126,6 +151,7 @@ def execute_chapter(
             nb = papermill.execute_notebook(
                 str(notebooks_dir() / f"{chapter}.ipynb"), None, parameters=params,
                 cwd=str(repo_root()), progress_bar=progress, kernel_name="python3",
+                extra_arguments=KERNEL_ARGUMENTS,
             )  # fmt: skip
         except papermill.PapermillExecutionError as error:
             raise ChapterExecutionError(

@@ -70,6 +70,12 @@ def setup_class(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _a(value: Any) -> str:
+    """The kind of ``value`` with its article: "an int", "a list of number"."""
+    kind = _type_name(value)
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -131,8 +137,8 @@ def check_parameters(
     for name, value in params.items():
         if name != "profile" and not _fits(value, defaults[name]):
             raise ParameterError(
-                f"chapter {chapter}: parameter {name} = {value!r} is a {_type_name(value)}, "
-                f"expected a {_type_name(defaults[name])} like its default {defaults[name]!r} "
+                f"chapter {chapter}: parameter {name} = {value!r} is {_a(value)}, "
+                f"expected {_a(defaults[name])} like its default {defaults[name]!r} "
                 "(pass it as a Python literal, quoted for the shell)"
             )
     from pydantic import ValidationError
