@@ -99,17 +99,14 @@ def _as_output(t: Any, p: Any) -> Any:
 
 
 class _Schedule:
-    """Shared behaviour: the ``repr`` names the constructor, as in ``tidal(p_mid=0.0, ...)``."""
+    """Shared behaviour: ``__post_init__`` stores checked values into the frozen fields. The
+    dataclass ``repr`` names the constructor, as in ``tidal(p_mid=0.0, ...)``."""
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
-        return f"{type(self).__name__}({fields})"
 
-
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class constant(_Schedule):  # noqa: N801  (named like the function it stands for)
     """p(t) = p for every t: the fixed-exponent optimizers of paper Sec. 3.3 (or a fixed lr)."""
 
@@ -122,7 +119,7 @@ class constant(_Schedule):  # noqa: N801  (named like the function it stands for
         return _as_output(t, np.full(np.shape(t), self.p))
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class tidal(_Schedule):  # noqa: N801
     """Cosine ("tidal") schedule of paper Sec. 4.1, Eqs. 6-7 (reconstructed, SPEC section 4.2).
 
@@ -148,7 +145,7 @@ class tidal(_Schedule):  # noqa: N801
         return _as_output(t, self.p_mid + self.p_amp * np.cos(angle))
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class alternating(_Schedule):  # noqa: N801
     """Square wave of paper Sec. 5.1: ``high`` for ``every`` steps, then ``low``, and so on.
 
@@ -170,7 +167,7 @@ class alternating(_Schedule):  # noqa: N801
         return _as_output(t, np.where(phase == 0, self.high, self.low))
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class pulse_tidal(_Schedule):  # noqa: N801
     """Pulse-tidal schedule of paper Sec. 5.1 (SPEC section 1.10).
 
@@ -203,7 +200,7 @@ class pulse_tidal(_Schedule):  # noqa: N801
         return _as_output(t, np.where(t_arr < self.pulse_steps, self.pulse_p, after))
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class cosine(_Schedule):  # noqa: N801
     """Cosine annealing from ``value`` to ``value * final_factor`` over ``steps`` steps, then flat.
 
@@ -231,7 +228,7 @@ class cosine(_Schedule):  # noqa: N801
         return self.value * (final + (1.0 - final) * shape)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class multistep(_Schedule):  # noqa: N801
     """Step decay: ``value``, multiplied by ``gamma`` at each milestone passed.
 
@@ -261,7 +258,7 @@ class multistep(_Schedule):  # noqa: N801
         return self.value * self.gamma ** sum(1 for m in self.milestones if t >= m)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class warmup(_Schedule):  # noqa: N801
     """A linear warm-up over the first ``steps`` steps in front of ``schedule``.
 
@@ -279,7 +276,7 @@ class warmup(_Schedule):  # noqa: N801
         return self.schedule(t) * min(1.0, (t + 1) / self.steps)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class stepped(_Schedule):  # noqa: N801
     """``schedule`` counted in blocks of ``every`` steps: f(t) = schedule(t // every).
 

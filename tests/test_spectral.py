@@ -69,7 +69,10 @@ def test_p0_row_of_the_table_is_c_eta_with_r2_one(default_table):
     np.testing.assert_allclose(r2.loc["p = 0"], 1.0, atol=1e-12)
 
 
-def test_default_table_reproduces_spec_appendix_a(default_table):
+def test_default_table_is_pinned(default_table):
+    """A regression pin of this implementation's table at the default setup (3 decimals), not a
+    verdict: it says nothing about the paper, only that a refactoring changed no number. A change
+    meant to alter the reconstruction updates the pin in the same commit and says why."""
     _, kappa, _ = default_table
     np.testing.assert_allclose(kappa.to_numpy(), APPENDIX_A, atol=1e-3)
 
@@ -92,11 +95,6 @@ def test_single_band_kappa_does_not_depend_on_the_band(sched):
     kappa = spectral.single_band_kappa((1, 4, 16), sched, amplitude=0.7)
     assert np.ptp(kappa) < 1e-6
     assert abs(kappa[0] - C_ETA) > 0.05  # p != 0 really changes the rate: the test is not vacuous
-
-
-def test_broadband_kappa_does_depend_on_the_band(default_table):
-    _, kappa, _ = default_table
-    assert np.ptp(kappa.loc["p = 0.5"].to_numpy()) > 0.1
 
 
 def test_overlap_integrals_closed_form_equals_quadrature():

@@ -127,6 +127,16 @@ def test_each_clause_fails_alone(case):
     assert all(v is True for k, v in got.items() if k != cid), got
 
 
+def test_k5_asks_the_lower_tidal_only_at_the_last_key():
+    """The paper claims the mean < 0 tidal row beats its constant at high k only: a deficit at low
+    k must not fail K5, while the other tidal rows must win at every k."""
+    kappa, r2, schedules = base_tables()
+    kappa = _set(kappa, "tidal [-0.5, 0]", 0.30, [1, 2, 4])
+    assert verdicts(kappa, r2, schedules)["K5"] is True
+    kappa = _set(kappa, "tidal [0, 0.5]", 0.30, [1])
+    assert verdicts(kappa, r2, schedules)["K5"] is False
+
+
 def test_k1_compares_with_the_papers_p0_row_not_an_other_constant():
     kappa, r2, schedules = base_tables()
     assert spectral.paper_p0_value() == pytest.approx(0.4)
