@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nsf.density1d.checks import DensityChecks
 from nsf.density1d.setup import DensityDemo
 from nsf.density1d.simulate import DensityResult, density_ratio
 from nsf.verdicts import Check
@@ -97,16 +98,16 @@ def amplification_note(result: DensityResult, checkpoint: int) -> str | None:
 
 
 def closed_form_note(
-    small: Mapping[str, np.ndarray], large: Mapping[str, np.ndarray], *, demo: DensityDemo,
-    d4_eta: float, d4_steps: int, d4_tol: float,
-) -> str:  # fmt: skip
+    small: Mapping[str, np.ndarray], large: Mapping[str, np.ndarray], checks: DensityChecks
+) -> str:
     """Eq. (14) against the simulation at D-4's small learning rate (``small``) and at the
-    chapter's (``large``), both from :func:`~nsf.density1d.decay_comparison`."""
+    chapter's (``large``), both from :func:`~nsf.density1d.decay_comparison` with the settings of
+    ``checks``."""
     return (
-        f"At $\\eta$ = {d4_eta:g} the largest relative error of the discrete closed form is "
-        f"{small['rel_error'].max():.2%} (tolerance {d4_tol:.0%}); at the chapter's "
-        f"$\\eta$ = {demo.eta:g} it is {large['rel_error'].max():.1%} over the same {d4_steps} "
-        "steps, so Eq. (14) is an early-time statement only, as the paper says."
+        f"At $\\eta$ = {checks.d4_eta:g} the largest relative error of the discrete closed form is "
+        f"{small['rel_error'].max():.2%} (tolerance {checks.d4_tol:.0%}); at the chapter's "
+        f"$\\eta$ = {checks.eta:g} it is {large['rel_error'].max():.1%} over the same "
+        f"{checks.d4_steps} steps, so Eq. (14) is an early-time statement only, as the paper says."
     )
 
 
