@@ -70,7 +70,9 @@ def check_d2(result: DensityResult, floor: float = 1e-6) -> Check:
     err = result.frmse[i][order]  # (A, C), alpha ascending
     live = err.max(axis=0) > floor
     ok = np.all(np.diff(err[:, live], axis=0) < 0, axis=0)
-    bad = [c for c, good in zip(np.asarray(cfg.checkpoints)[live], ok, strict=True) if not good]
+    bad = [
+        int(c) for c, good in zip(np.asarray(cfg.checkpoints)[live], ok, strict=True) if not good
+    ]
     stat = f"{int(ok.sum())}/{int(live.sum())} checkpoints ordered" + (
         f"; out of order at {bad}" if bad else ""
     )
@@ -132,7 +134,7 @@ def check_d4(
     )
 
 
-@dataclass(frozen=True, config=CONFIG)
+@dataclass(frozen=True, kw_only=True, config=CONFIG)
 class DensityChecks(DensityDemo):
     """The settings of D-1..D-4 with the :class:`DensityDemo` they judge, checked together.
 

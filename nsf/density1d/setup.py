@@ -55,7 +55,7 @@ def target(x: np.ndarray, cycles: float) -> np.ndarray:
     return np.sin(2 * np.pi * cycles * x)
 
 
-@dataclass(frozen=True, config=CONFIG)
+@dataclass(frozen=True, kw_only=True, config=CONFIG)
 class DensityDemo:
     """The parameters of the Sec. 4.2.1 demo; the defaults are the companion's reconstruction.
 
