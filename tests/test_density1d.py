@@ -1,4 +1,4 @@
-"""Tests of nsf.density1d: the 1D density x exponent demo (paper Sec. 4.2.1, SPEC section 6)."""
+"""Tests of nsf.density1d: the 1D density x exponent demo (paper Sec. 4.2.1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ SMALL = {"n_grid": 200, "steps": 200, "checkpoints": (10, 50, 100, 200)}
 
 
 def test_p_half_is_exactly_density_invariant_at_eps_zero():
-    # SPEC 6.1: at p = 1/2 and eps = 0, g / sqrt(v) = e / sqrt(sum e^2): rho cancels every step.
+    # Sec. 4.2.1: at p = 1/2 and eps = 0, g / sqrt(v) = e / sqrt(sum e^2): rho cancels every step.
     cfg = d.DensityDemo(p_values=(0.5, 0.0), alphas=(-1.9, -1.0, 0.0, 0.7, 1.9), eps=0.0, **SMALL)
     res = d.simulate(cfg)
     f_half = res.f[0]  # (A, C, N)
@@ -30,12 +30,6 @@ def test_p_half_invariance_holds_for_the_exponential_density(eps_mode):
     np.testing.assert_allclose(f, np.broadcast_to(f[1], f.shape), rtol=0, atol=1e-12)
 
 
-def test_small_eps_keeps_d1_within_tolerance():
-    res = d.simulate(d.DensityDemo(**SMALL))
-    check = d.check_d1(res, tol=1e-6)
-    assert check.passed is True
-
-
 def test_one_step_matches_the_update_rule_by_hand():
     cfg = d.DensityDemo(
         p_values=(-0.5, 0.25), alphas=(1.0,), eta=0.1, eps=1e-3, steps=1, checkpoints=(1,),
@@ -50,22 +44,6 @@ def test_one_step_matches_the_update_rule_by_hand():
         expected = 0.3 - 0.1 * (g**2 + 1e-3) ** (-p) * g
         np.testing.assert_allclose(res.f[i, 0, 0], expected, rtol=1e-13)
     np.testing.assert_allclose(res.v[0, 0, 0], g**2, rtol=1e-13)
-
-
-def test_closed_form_matches_simulated_early_decay_within_5_percent():
-    # SPEC D-4: eta = 0.002, n <= 20, |e0| > 0.2, every p in {0, 0.5, -0.25, -0.5} and alpha.
-    cfg = d.DensityDemo()
-    comp = d.decay_comparison(cfg, eta=0.002, steps=20, min_e0=0.2)
-    assert comp["rel_error"].shape == (4, 3)
-    assert comp["rel_error"].max() < 0.05
-    assert d.check_d4(cfg).passed is True
-
-
-def test_closed_form_fails_outside_the_early_regime():
-    # The comparison can fail: at the chapter's eta = 0.02 e leaves the e ~ e0 regime (SPEC D-4).
-    comp = d.decay_comparison(d.DensityDemo(), eta=0.02, steps=20, min_e0=0.2)
-    assert comp["rel_error"].max() > 0.1
-    assert d.check_d4(d.DensityDemo(), eta=0.02).passed is False
 
 
 def test_closed_form_regimes():
@@ -98,17 +76,6 @@ def test_frmse_normalisation():
     assert d.frmse(y, y, x, (0.8, 1.0)) == 0.0
 
 
-def test_default_checks_d2_d3_hold_and_table():
-    res = d.simulate(d.DensityDemo(n_grid=400))
-    c2, c3 = d.check_d2(res), d.check_d3(res)
-    assert c2.passed is True and c3.passed is True
-    table = d.checks_table([c2, c3])
-    assert list(table.index) == ["D-2", "D-3"] and set(table["verdict"]) == {"holds"}
-    # D-2 fails when the alpha order is reversed in the data (the check can fail).
-    flipped = d.DensityResult(**{**res.__dict__, "frmse": res.frmse[:, ::-1]})
-    assert d.check_d2(flipped).passed is False
-
-
 def test_checks_not_applicable_without_the_needed_p():
     res = d.simulate(d.DensityDemo(p_values=(-0.5,), **SMALL))
     assert d.check_d1(res).passed is None and d.check_d1(res).verdict == "not applicable"
@@ -124,28 +91,163 @@ def test_effective_rate_shows_the_step_size_scaling():
     np.testing.assert_allclose(rate[0], np.broadcast_to(rate[0, 1], rate[0].shape), rtol=1e-12)
 
 
+def test_density_checks_run_all_four():
+    demo = d.DensityDemo(**SMALL)
+    checks = d.DensityChecks(**SMALL, d3_checkpoint=100).run(d.simulate(demo))
+    assert [c.name for c in checks] == ["D-1", "D-2", "D-3", "D-4"]
+    with pytest.raises(ValueError, match="another DensityDemo"):
+        d.DensityChecks(**SMALL).run(d.simulate(d.DensityDemo(n_grid=100)))
+    with pytest.raises(ValueError, match="positional"):
+        d.DensityChecks(demo)  # keyword-only: a demo is never read as p_values
+
+
+# --------------------------------------------------------------------------- clause tests
+def fake(frmse, p_values, alphas, checkpoints=(10, 50, 100)) -> d.DensityResult:
+    """A DensityResult holding only a hand-made fRMSE table of shape (P, A, C)."""
+    frmse = np.asarray(frmse, dtype=float)
+    cfg = d.DensityDemo(
+        p_values=p_values, alphas=alphas, checkpoints=checkpoints, steps=checkpoints[-1],
+        n_grid=10,
+    )  # fmt: skip
+    empty = np.zeros(0)
+    return d.DensityResult(cfg, empty, empty, empty, empty, empty, empty, frmse)
+
+
+def test_d1_reads_the_alpha_spread_of_the_p_half_row():
+    # p = 0.5 is row 1; its fRMSE falls over the checkpoints but not across alpha. Row 0 (p = 0)
+    # is spread widely, so reading the wrong row or the wrong axis fails the passing case.
+    half = [[1.0, 0.1, 0.01], [1.0 + 1e-8, 0.1, 0.01 - 1e-8]]
+    wide = [[1.0, 0.1, 0.01], [0.5, 0.05, 0.001]]
+    passing = d.check_d1(fake([wide, half], (0.0, 0.5), (-1.0, 1.0)), tol=1e-6)
+    assert passing.passed is True and passing.strength == "identity"
+    assert passing.statistic == "spread = 1.00e-08"
+    spread = [[1.0, 0.1, 0.01], [1.0, 0.1 + 1e-5, 0.01]]
+    failing = d.check_d1(fake([wide, spread], (0.0, 0.5), (-1.0, 1.0)), tol=1e-6)
+    assert failing.passed is False and failing.verdict == "does not hold"
+
+
+D2_ALPHAS = (1.5, -1.5, 0.0)  # deliberately unsorted: the check must order by alpha
+
+
+def _d2(rows_by_alpha: dict[float, list[float]], floor: float = 1e-6) -> d.Check:
+    p0 = [rows_by_alpha[a] for a in D2_ALPHAS]
+    other = np.ones_like(np.asarray(p0))
+    return d.check_d2(fake([other, p0], (0.5, 0.0), D2_ALPHAS), floor=floor)
+
+
+def test_d2_passes_when_frmse_falls_with_alpha_at_every_live_checkpoint():
+    # the last checkpoint is below the floor for every alpha and out of order: it is ignored
+    check = _d2({-1.5: [0.9, 0.5, 1e-8], 0.0: [0.8, 0.3, 2e-8], 1.5: [0.7, 0.1, 3e-8]})
+    assert check.passed is True and check.strength == "identity"
+    assert check.statistic == "2/2 checkpoints ordered"
+
+
+def test_d2_fails_when_one_live_checkpoint_is_not_strictly_ordered():
+    check = _d2({-1.5: [0.9, 0.5, 0.2], 0.0: [0.8, 0.3, 0.2], 1.5: [0.7, 0.1, 0.1]})
+    assert check.passed is False
+    assert check.statistic == "2/3 checkpoints ordered; out of order at [100]"
+
+
+def test_d2_fails_when_no_checkpoint_is_above_the_floor():
+    check = _d2({-1.5: [3e-7, 2e-7, 1e-7], 0.0: [2e-7, 1e-7, 5e-8], 1.5: [1e-7, 5e-8, 1e-8]})
+    assert check.passed is False and check.statistic == "0/0 checkpoints ordered"
+
+
+D3_P = (0.0, -0.25, -0.5)
+D3_ALPHAS = (-1.0, 0.0, 1.0)
+
+
+def _d3(ratios_at_50: list[float]) -> d.Check:
+    """fRMSE with the misaligned/aligned ratio ``ratios_at_50`` per p at checkpoint 50 (index
+    1), and the reverse order (p = 0 largest) at checkpoints 10 and 100."""
+    frmse = np.ones((3, 3, 3))
+    frmse[:, 0, 1] = ratios_at_50  # alpha_min; alpha_max stays 1
+    frmse[:, 2, 1] = 1.0
+    frmse[:, 0, [0, 2]] = np.array([[9.0], [1.5], [1.2]])  # p = 0 most sensitive elsewhere
+    return d.check_d3(fake(frmse, D3_P, D3_ALPHAS), checkpoint=50)
+
+
+def test_d3_passes_when_every_negative_p_has_a_larger_ratio_than_p_zero():
+    check = _d3([2.0, 5.0, 3.0])
+    assert check.passed is True and check.strength == "independent"
+    assert check.statistic == "p=0: 2, p=-0.25: 5, p=-0.5: 3"
+
+
+def test_d3_fails_when_one_negative_p_is_not_amplified():
+    check = _d3([2.0, 5.0, 1.5])
+    assert check.passed is False
+
+
+def test_d3_undecided_without_its_checkpoint():
+    check = d.check_d3(fake(np.ones((3, 3, 3)), D3_P, D3_ALPHAS), checkpoint=75)
+    assert check.passed is None
+
+
+D4 = {"p_values": (0.0,), "alphas": (0.0, 1.0), "n_grid": 40, "steps": 5, "checkpoints": (5,)}
+
+
+def _p0_rel_error(eta: float, rho: np.ndarray) -> float:
+    # p = 0: e_n = (1 - eta rho)^n e0 exactly, so the simulated decay is -n log(1 - eta rho) and
+    # the discrete closed form is eta rho n: their relative gap is the same at every n.
+    return float(np.max(1 - eta * rho / -np.log1p(-eta * rho)))
+
+
+def test_decay_comparison_at_p_zero_has_its_closed_form_error():
+    demo = d.DensityDemo(**D4)
+    comp = d.decay_comparison(demo, eta=0.01, steps=6, min_e0=0.5)
+    x = d.midpoint_grid(40)
+    mask = np.abs(np.sin(2 * np.pi * x)) > 0.5
+    np.testing.assert_array_equal(comp["mask"], mask)
+    exact = -np.arange(1, 7)[:, None] * np.log1p(-0.01 * (x[mask] + 0.5))  # rho = x + 1/2
+    np.testing.assert_allclose(comp["simulated"][0, 1][:, mask], exact, rtol=1e-10)
+    expected = [_p0_rel_error(0.01, np.ones(1)), _p0_rel_error(0.01, x[mask] + 0.5)]
+    np.testing.assert_allclose(comp["rel_error"][0], expected, rtol=1e-8)
+
+
+def test_d4_passes_below_and_fails_above_the_worst_pair():
+    demo = d.DensityDemo(**D4)
+    x = d.midpoint_grid(40)
+    mask = np.abs(np.sin(2 * np.pi * x)) > 0.5
+    flat, worst = _p0_rel_error(0.01, np.ones(1)), _p0_rel_error(0.01, x[mask] + 0.5)
+    assert flat < worst
+    passing = d.check_d4(demo, eta=0.01, steps=6, min_e0=0.5, tol=1.01 * worst)
+    assert passing.passed is True and passing.strength == "independent"
+    # between the two alphas' errors: only alpha = 1 is off, and that is enough to fail
+    failing = d.check_d4(demo, eta=0.01, steps=6, min_e0=0.5, tol=(flat + worst) / 2)
+    assert failing.passed is False
+
+
+# --------------------------------------------------------------------------- setups
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"steps": -5}, r"steps\n.*greater than or equal to 1"),
         ({"p_values": ()}, "p_values is empty"),
-        ({"p_values": (0.5, 0.5)}, "duplicates"),
-        ({"p_values": (1.0,)}, "p < 1"),
+        ({"p_values": (0.5, 0.5)}, r"p_values=\[0.5, 0.5\] has duplicates"),
+        ({"p_values": (1.0,)}, r"p=1.0 in p_values .* p < 1"),
         ({"alphas": ()}, "alphas is empty"),
-        ({"alphas": (2.5,)}, r"\|alpha\| < 2"),
-        ({"eta": 0.0}, "eta=0.0"),
-        ({"eta": -1.0}, "positive"),
-        ({"eps": -1e-8}, "eps"),
-        ({"eps_mode": "middle"}, "eps_mode"),
-        ({"checkpoints": (10, 10, 50)}, "strictly increasing"),
-        ({"checkpoints": (50, 10)}, "strictly increasing"),
-        ({"checkpoints": ()}, "checkpoints is empty"),
-        ({"checkpoints": (10, 2000)}, "steps=1000"),
-        ({"region": (0.9, 0.8)}, "region"),
-        ({"n_grid": 1}, "n_grid"),
-        ({"density_form": "cubic"}, "density_form"),
+        ({"alphas": (2.5,)}, r"alphas=\[2.5\] is refused.*\|alpha\| < 2"),
+        ({"eta": 0.0}, r"eta\n.*greater than 0"),
+        ({"eps": -1e-8}, r"eps\n.*greater than or equal to 0"),
+        ({"eps_mode": "middle"}, r"eps_mode\n.*'inside' or 'outside'"),
+        ({"checkpoints": (10, 10, 50)}, r"checkpoints\n.*strictly increasing"),
+        ({"checkpoints": (50, 10)}, r"checkpoints\n.*strictly increasing"),
+        ({"checkpoints": ()}, r"checkpoints\n.*empty"),
+        ({"checkpoints": (10, 2000)}, r"checkpoints=\[10, 2000\] is refused.*steps=1000"),
+        ({"checkpoints": (0, 10)}, r"checkpoints=\[0, 10\] is refused"),
+        ({"checkpoints": "[10, 50]"}, r"checkpoints\n.*valid tuple"),
+        ({"checkpoints": (10.5, 50)}, r"checkpoints\.0\n.*valid integer"),
+        ({"region": (0.9, 0.8)}, r"region=\[0.9, 0.8\] is refused"),
+        ({"region": (0.8, 1.2)}, r"region=\[0.8, 1.2\] is refused"),
+        ({"region": (0.9, 0.91), "n_grid": 4}, "holds no grid point of n_grid=4"),
+        ({"n_grid": 1}, r"n_grid\n.*greater than or equal to 2"),
+        ({"density_form": "cubic"}, r"density_form\n"),
+        ({"target_cycles": 0.0}, "target_cycles=0"),
+        ({"f0": float("nan")}, r"f0\n.*finite"),
+        ({"unknown": 1}, "unknown"),
     ],
 )
-def test_invalid_parameters_are_refused_with_the_reason(kwargs, message):
+def test_invalid_parameters_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         d.DensityDemo(**kwargs)
 
@@ -154,27 +256,23 @@ def test_invalid_parameters_are_refused_with_the_reason(kwargs, message):
     ("kwargs", "message"),
     [
         ({"d3_checkpoint": 75}, "d3_checkpoint=75 is not one of the checkpoints"),
-        ({"d1_tol": 0.0}, "d1_tol"),
-        ({"d4_eta": -0.1}, "d4_eta"),
-        ({"d4_steps": 0}, "d4_steps"),
-        ({"d4_min_e0": 1.5}, "d4_min_e0"),
+        ({"d1_tol": 0.0}, r"d1_tol\n"),
+        ({"d4_eta": -0.1}, r"d4_eta\n"),
+        ({"d4_steps": 0}, r"d4_steps\n"),
+        ({"d4_min_e0": 1.5}, "d4_min_e0=1.5 leaves no grid point"),
+        ({"steps": -5}, r"steps\n"),  # the demo's own rules hold here too
     ],
 )
-def test_invalid_check_settings_are_refused(kwargs, message):
+def test_invalid_check_settings_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        d.DensityChecks(d.DensityDemo(), **kwargs)
+        d.DensityChecks(**kwargs)
 
 
-def test_density_checks_run_all_four():
-    demo = d.DensityDemo(**SMALL)
-    checks = d.DensityChecks(demo, d3_checkpoint=100).run(d.simulate(demo))
-    assert [c.name for c in checks] == ["D-1", "D-2", "D-3", "D-4"]
-    with pytest.raises(ValueError, match="another DensityDemo"):
-        d.DensityChecks(demo).run(d.simulate(d.DensityDemo(n_grid=100)))
+def test_setups_from_a_namespace():
+    from nsf.validation import setup_from
 
-
-def test_lists_given_as_text_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match=r"must be a list of numbers.*-y"):
-        d.DensityDemo(checkpoints="[10, 50]")
-    with pytest.raises(ValueError, match="whole numbers"):
-        d.DensityDemo(checkpoints=(10.5, 50))
+    ns = {"steps": 200, "checkpoints": [10, 100, 200], "d3_checkpoint": 10, "other": 1}
+    checks = setup_from(d.DensityChecks, ns)
+    demo = d.DensityDemo(steps=200, checkpoints=(10, 100, 200))
+    assert checks.demo == setup_from(d.DensityDemo, ns) == demo
+    assert checks.checkpoints == (10, 100, 200) and checks.d3_checkpoint == 10
