@@ -234,13 +234,14 @@ ROLES = b.BoundaryDemo(
 
 
 def hand_result(t90: dict[float, float], demo: b.BoundaryDemo = ROLES) -> b.PanelResult:
-    """A PanelResult whose Bayes agreement is 0.5 + 0.01 t before ``t90[p]``, exactly the
-    threshold 0.9 at it and 0.95 after (never for inf)."""
+    """A PanelResult whose Bayes agreement is 0.5 + 0.01 t before ``t90[p]`` and 0.95 from it
+    (never for inf); p_delta's hits the threshold exactly at its t90 (0.95 one step later)."""
     rows = []
     for p in demo.p_values:
         t = t90[p]
         for i in range(demo.iters + 1):
-            a = 0.5 + 0.01 * i if i < t else (demo.align_threshold if i == t else 0.95)
+            hit = demo.align_threshold if (i == t and p == demo.p_delta) else 0.95
+            a = 0.5 + 0.01 * i if i < t else hit
             rows.append({"p": p, "iteration": i, "bayes_agreement": a, "loss_ratio": 1.0})
     history = pd.DataFrame(rows)
     return b.PanelResult(demo, b.Panel("hand"), {}, history, {}, {}, {}, {}, np.zeros(1))
@@ -265,7 +266,7 @@ def test_b1_holds_when_sgd_is_slowest_of_the_negative_set_and_fails_otherwise():
 
 def test_b2_holds_only_for_a_unique_fastest_p_delta():
     assert verdicts(PAPER)["B-2"] is True  # p_delta hits the threshold exactly, at 2
-    assert verdicts({**PAPER, -0.25: 3})["B-2"] is True
+    assert verdicts({**PAPER, -0.25: 3})["B-2"] is True  # one step behind: still first
     assert verdicts({**PAPER, 0.25: 2})["B-2"] is False  # a tie is not unique
     assert verdicts({**PAPER, -0.5: 1})["B-2"] is False
 
