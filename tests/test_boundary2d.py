@@ -1,14 +1,21 @@
-"""Tests of nsf.boundary2d: the 2D early-alignment demo (paper Sec. 4.2.2, SPEC section 7)."""
+"""Tests of nsf.boundary2d: the 2D early-alignment demo (paper Sec. 4.2.2; book chapter 05)."""
 
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 
 from nsf import boundary2d as b
+from nsf import optim, reference
+from nsf.boundary2d import geometry
+from nsf.boundary2d import setup as bsetup
+from nsf.boundary2d.train import _loss
 
 torch.set_num_threads(1)
 
@@ -72,7 +79,7 @@ def test_segment_density_matches_quadrature():
         diff = x[None, :] - (vertex[None, :] + s[:, None] * u[None, :])
         g = np.exp(-0.5 * np.sum(diff**2, 1) / sigma**2) / (2 * np.pi * sigma**2)
         dens.append(np.trapezoid(g, s) / L)
-    got = np.exp(b._log_segment_density(X, vertex, u, L, sigma))
+    got = np.exp(geometry._log_segment_density(X, vertex, u, L, sigma))
     np.testing.assert_allclose(got, dens, rtol=1e-6)
 
 
@@ -123,28 +130,6 @@ def test_panel_result_contents_and_topk():
     assert list(table.index) == list(demo.p_values)
 
 
-def test_effective_update_norms_match_a_per_sample_loop():
-    # Before the first step, p = 0 (eps outside): u_i = lr * grad(l_i / n) / (1 + eps).
-    torch.manual_seed(0)
-    model = b.mlp(8, seed=0)
-    X = torch.randn(7, 2)
-    y = torch.tensor([0, 1, 0, 1, 1, 0, 1], dtype=torch.float32)
-    for p, eps in ((0.0, 1e-8), (-0.25, 1e-8), (0.5, 1e-3)):
-        opt = b.NSF(model.parameters(), lr=0.05, p=p, eps=eps)
-        model.zero_grad()
-        b._loss(model(X).squeeze(1), y, "mean").backward()
-        first = {n: q.grad.detach().clone() for n, q in model.named_parameters()}
-        got = b.effective_update_norms(model, opt, X, y, "mean", first)
-        for i in range(7):
-            model.zero_grad()
-            (b._loss(model(X[i : i + 1]).squeeze(1), y[i : i + 1], "sum") / 7).backward()
-            sq = sum(
-                (0.05 * q.grad / ((first[n] ** 2) ** p + eps)).pow(2).sum()
-                for n, q in model.named_parameters()
-            )
-            assert got[i].item() == pytest.approx(math.sqrt(sq), rel=1e-5)
-
-
 def test_rms_matched_gives_every_p_the_sgd_step_length():
     demo = b.BoundaryDemo(**{**TINY, "iters": 3, "checkpoints": (1, 3)})
     r = b.train_panel(demo, b.Panel("rms", "mean", 0.01, "rms_matched"))
@@ -165,58 +150,212 @@ def test_first_crossing_and_log_time_score():
     assert early > late
 
 
-def test_alignment_checks_verdicts():
-    demo = b.BoundaryDemo()
-    paper = {0.5: 40.0, 0.25: 30.0, 0.0: 300.0, -0.1: 2.0, -0.25: 5.0, -0.5: 6.0}
-    assert [c.passed for c in b.alignment_checks(demo, paper)] == [True, True, True]
-    reverse = {0.5: 2.0, 0.25: 5.0, 0.0: 40.0, -0.1: 50.0, -0.25: 60.0, -0.5: 70.0}
-    assert [c.passed for c in b.alignment_checks(demo, reverse)] == [False, False, False]
-    never = dict.fromkeys(demo.p_values, math.inf)
-    checks = b.alignment_checks(demo, never)
-    assert [c.passed for c in checks] == [None, None, None]
-    assert checks[0].verdict.startswith("undecided")
+# --------------------------------------------------------------------------- effective update norms
+CASES = [  # (momentum, bias_correction, eps_mode, update_norm, p): p != 0.5 throughout
+    ("ema", True, "outside", None, -0.25),
+    ("ema", True, "outside", "rms_matched", 0.3),
+    ("heavy_ball", False, "outside", None, -0.25),
+    ("heavy_ball", False, "inside", "rms_matched", 0.3),
+]
 
 
+@pytest.mark.parametrize(("momentum", "bias_correction", "eps_mode", "update_norm", "p"), CASES)
+def test_update_factors_and_norms_equal_the_float64_reference(
+    momentum, bias_correction, eps_mode, update_norm, p
+):
+    """The denominator and rms factor of every tensor, and the per-sample norms built from them,
+    equal Eq. 3 written literally (nsf.reference) after three steps."""
+    torch.manual_seed(0)
+    model = b.mlp(6, seed=1, dtype=torch.float64)
+    X = torch.randn(9, 2, dtype=torch.float64)
+    y = (torch.rand(9) > 0.5).to(torch.float64)
+    kw = dict(lr=0.05, p=p, betas=(0.8, 0.95), eps=1e-3)
+    flags = dict(momentum=momentum, bias_correction=bias_correction, eps_mode=eps_mode,
+                 update_norm=update_norm)  # fmt: skip
+    opt = optim.NSF(model.parameters(), **kw, **flags, foreach=False)
+    states = {n: reference.State.zeros(tuple(q.shape)) for n, q in model.named_parameters()}
+    for _ in range(3):
+        opt.zero_grad()
+        _loss(model(X).squeeze(1), y, "mean").backward()
+        terms = {}
+        for n, q in model.named_parameters():
+            _, terms[n] = reference.eq3_step(
+                q.detach().numpy(), q.grad.numpy(), states[n], **kw, **flags
+            )
+        opt.step()
+    factors = b.update_factors(opt, model)
+    for n, t in terms.items():
+        lr, den, ratio = factors[n]
+        np.testing.assert_allclose(den.numpy(), t.denominator, rtol=1e-12)
+        want = np.linalg.norm(t.step) / np.linalg.norm(t.m_hat / t.denominator)
+        assert lr == 0.05 and ratio == pytest.approx(want, rel=1e-12)
+    got = b.effective_update_norms(model, opt, X, y, "mean")
+    for i in range(9):
+        model.zero_grad()
+        (_loss(model(X[i : i + 1]).squeeze(1), y[i : i + 1], "sum") / 9).backward()
+        t_ratio = {n: np.linalg.norm(t.step) / np.linalg.norm(t.m_hat / t.denominator)
+                   for n, t in terms.items()}  # fmt: skip
+        sq = sum(
+            np.sum((0.05 * t_ratio[n] * q.grad.numpy() / terms[n].denominator) ** 2)
+            for n, q in model.named_parameters()
+        )
+        assert got[i].item() == pytest.approx(math.sqrt(sq), rel=1e-10)
+
+
+def test_checkpoint_zero_reads_the_first_steps_terms():
+    # The gradients at initialisation and the first step's terms: v^ = g^2 of the first batch.
+    torch.manual_seed(0)
+    X = torch.randn(7, 2)
+    y = torch.tensor([0, 1, 0, 1, 1, 0, 1], dtype=torch.float32)
+    for p, eps in ((0.0, 1e-8), (-0.25, 1e-8), (0.5, 1e-3)):
+        model = b.mlp(8, seed=0)
+        opt = optim.NSF(model.parameters(), lr=0.05, p=p, eps=eps, foreach=False)
+        model.zero_grad()
+        _loss(model(X).squeeze(1), y, "mean").backward()
+        first = {n: q.grad.detach().clone() for n, q in model.named_parameters()}
+        g0 = b.per_sample_grads(model, X, y, "mean")
+        opt.step()
+        got = b.effective_update_norms(model, opt, X, y, "mean", g0)
+        sq = sum((0.05 * g0[n] / ((first[n] ** 2) ** p + eps)).pow(2).reshape(7, -1).sum(1)
+                 for n in first)  # fmt: skip
+        np.testing.assert_allclose(got.numpy(), sq.sqrt().numpy(), rtol=1e-5)
+
+
+def test_the_setup_restates_the_optimizers_choices():
+    assert get_args(bsetup._Momentum) == get_args(optim.Momentum)
+    assert get_args(bsetup._EpsMode) == get_args(optim.EpsMode)
+    assert get_args(bsetup._UpdateNorm) == get_args(optim.UpdateNorm)
+
+
+# --------------------------------------------------------------------------- checks B-1..B-3
+ROLES = b.BoundaryDemo(
+    **{**TINY, "p_values": (0.25, 0.0, -0.1, -0.25, -0.5), "p_ab": (-0.25, -0.5), "iters": 20}
+)
+
+
+def hand_result(t90: dict[float, float], demo: b.BoundaryDemo = ROLES) -> b.PanelResult:
+    """A PanelResult whose Bayes agreement is 0.5 + 0.01 t before ``t90[p]`` and 0.95 from it
+    (never for inf); p_delta's hits the threshold exactly at its t90 (0.95 one step later)."""
+    rows = []
+    for p in demo.p_values:
+        t = t90[p]
+        for i in range(demo.iters + 1):
+            hit = demo.align_threshold if (i == t and p == demo.p_delta) else 0.95
+            a = 0.5 + 0.01 * i if i < t else hit
+            rows.append({"p": p, "iteration": i, "bayes_agreement": a, "loss_ratio": 1.0})
+    history = pd.DataFrame(rows)
+    return b.PanelResult(demo, b.Panel("hand"), {}, history, {}, {}, {}, {}, np.zeros(1))
+
+
+def verdicts(t90):
+    on_t90, _ = b.panel_checks(hand_result(t90))
+    return {c.name: c.passed for c in on_t90}
+
+
+INF = math.inf
+PAPER = {0.25: 8, 0.0: 15, -0.1: 2, -0.25: 4, -0.5: 5}  # every clause built to hold
+
+
+def test_b1_holds_when_sgd_is_slowest_of_the_negative_set_and_fails_otherwise():
+    assert verdicts(PAPER)["B-1"] is True
+    # a positive p slower than SGD is outside B-1's set: still holds
+    assert verdicts({**PAPER, 0.25: INF})["B-1"] is True
+    assert verdicts({**PAPER, 0.0: 3})["B-1"] is False  # faster than a = -0.25
+    assert verdicts({**PAPER, 0.0: 5})["B-1"] is False  # a tie with b is not slower
+
+
+def test_b2_holds_only_for_a_unique_fastest_p_delta():
+    assert verdicts(PAPER)["B-2"] is True  # p_delta hits the threshold exactly, at 2
+    assert verdicts({**PAPER, -0.25: 3})["B-2"] is True  # one step behind: still first
+    assert verdicts({**PAPER, 0.25: 2})["B-2"] is False  # a tie is not unique
+    assert verdicts({**PAPER, -0.5: 1})["B-2"] is False
+
+
+def test_b3_holds_when_c_is_slower_than_each_of_a_and_b():
+    assert verdicts(PAPER)["B-3"] is True
+    assert verdicts({**PAPER, 0.25: 5})["B-3"] is False  # c = b's time: not slower
+    assert verdicts({**PAPER, 0.25: 3, -0.25: 2})["B-3"] is False  # c slower than a, not b
+    assert verdicts({**PAPER, 0.25: INF})["B-3"] is True  # never aligned counts as slower
+
+
+def test_undecided_when_the_compared_runs_never_align():
+    never = dict.fromkeys(ROLES.p_values, INF)
+    on_t90, on_score = b.panel_checks(hand_result(never))
+    assert [c.passed for c in on_t90] == [None, None, None]
+    assert on_t90[0].verdict.startswith("undecided")
+    # one undecided comparison and the others holding: undecided; one failing: fails
+    assert verdicts({**PAPER, 0.0: INF, -0.25: INF})["B-1"] is None
+    assert verdicts({**PAPER, 0.0: INF, -0.25: INF, -0.5: INF, -0.1: INF, 0.25: 1})["B-2"] is False
+    # the log-time score never ties at "never": it still ranks by the earlier rise
+    assert all(c.passed is not None for c in on_score)
+    assert all(c.strength == "independent" for c in on_t90 + on_score)
+
+
+def test_checks_frame_is_the_verdict_table_per_panel():
+    frame = b.checks_frame([hand_result(PAPER)])
+    assert list(frame.index.get_level_values("check")) == ["B-1", "B-2", "B-3"] * 2
+    assert set(frame["verdict"]) == {"holds"}
+    assert frame.index.get_level_values("panel")[0] == "hand"
+
+
+# --------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "field"),
     [
-        ({"p_values": ()}, "p_values is empty"),
-        ({"p_values": (0.0, 0.0)}, "duplicates"),
-        ({"checkpoints": (1, 5, 5)}, "strictly increasing"),
-        ({"checkpoints": (10, 2)}, "strictly increasing"),
-        ({"checkpoints": ()}, "checkpoints is empty"),
-        ({"checkpoints": (1, 600)}, "iters=500"),
-        ({"topk": 201}, "class size"),
-        ({"topk": 0}, "topk"),
-        ({"far_frac": 1.0}, "far_frac"),
+        ({"L": 0.0}, "L"),
+        ({"L": -1.0}, "L"),
         ({"sigma": 0.0}, "sigma"),
+        ({"far_frac": 1.0}, "far_frac"),
+        ({"far_frac": 0.0}, "far_frac"),
+        ({"test_far_frac": 1.2}, "test_far_frac"),
+        ({"checkpoints": (1, 600)}, "checkpoints=\\[1, 600\\] is refused"),
+        ({"checkpoints": (1, 5, 5)}, "checkpoints"),
+        ({"checkpoints": ()}, "checkpoints"),
+        ({"p_values": ()}, "p_values"),
+        ({"p_values": (0.0, 0.0)}, "p_values"),
+        ({"p_values": (0.5, 0.25, -0.1, -0.25, -0.5)}, "p_values=.* must include 0"),
+        ({"topk": 201}, "topk=201 is refused"),
+        ({"topk": 0}, "topk"),
         ({"hidden": 0}, "hidden"),
         ({"p_delta": -0.3}, "p_delta=-0.3 is not in p_values"),
+        ({"p_delta": 0.25}, "p_delta"),
         ({"p_c": 0.3}, "p_c=0.3 is not in p_values"),
-        ({"p_values": (0.5, 0.25, -0.1, -0.25, -0.5)}, "must include 0"),
+        ({"p_ab": ()}, "p_ab"),
         ({"align_threshold": 1.5}, "align_threshold"),
+        ({"loss_high_frac": 1.0}, "loss_high_frac"),
         ({"eps_mode": "both"}, "eps_mode"),
+        ({"momentum": "nesterov"}, "momentum"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"p_values": "[0.5, 0, -0.1]"}, "p_values"),
+        ({"iters": 12.0}, "iters"),
+        ({"no_such": 1}, "no_such"),
     ],
 )
-def test_invalid_demo_parameters_are_refused_with_the_reason(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_demo_parameters_are_refused_by_name(kwargs, field):
+    with pytest.raises(ValidationError, match=field):
         b.BoundaryDemo(**kwargs)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("cls", "kwargs", "field"),
     [
-        ({"lr": 0.0}, "lr=0.0"),
-        ({"lr": -1e-3}, "positive"),
-        ({"reduction": "max"}, "reduction"),
-        ({"update_norm": "l2"}, "update_norm"),
+        (b.Panel, {"name": "x", "lr": 0.0}, "lr"),
+        (b.Panel, {"name": "x", "reduction": "max"}, "reduction"),
+        (b.Panel, {"name": "x", "update_norm": "l2"}, "update_norm"),
+        (b.Panels, {"lr_sum": -1e-3}, "lr_sum"),
+        (b.Panels, {"rms_reduction": "max"}, "rms_reduction"),
+        (b.CrossedL, {"far_frac": 1.5}, "far_frac"),
     ],
 )
-def test_invalid_panels_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        b.Panel("x", **kwargs)
+def test_invalid_panels_are_refused_by_name(cls, kwargs, field):
+    with pytest.raises(ValidationError, match=field):
+        cls(**kwargs)
 
 
-def test_lists_given_as_text_are_refused():
-    with pytest.raises(ValueError, match="must be a list of numbers"):
-        b.BoundaryDemo(p_values="[0.5, 0, -0.1]")
+def test_sample_functions_refuse_a_bad_geometry_by_name():
+    with pytest.raises(ValidationError, match="sigma"):
+        b.crossed_l_samples(10, sigma=-1.0)
+    with pytest.raises(ValidationError, match="n_per_class"):
+        b.crossed_l_samples(0)
+    with pytest.raises(ValidationError, match="far_frac"):
+        b.bayes_log_odds(np.zeros((1, 2)), far_frac=1.0)

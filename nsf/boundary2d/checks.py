@@ -1,0 +1,92 @@
+"""The paper's observations B-1..B-3 of Sec. 4.2.2, made operational and checked per panel.
+
+Sec. 4.2.2 reports that a slightly negative p rotates the boundary into place "within the first
+few iterations", while the SGD endpoint p = 0 still misclassifies "after several hundred
+iterations", and ranks the positive c behind the competitive a and b. With the roles of the
+stripped values taken from the parameters (``p_delta``, ``p_ab``, ``p_c``; book chapter 05,
+"Checks B-1 ... B-3"):
+
+* **B-1** p = 0 is the slowest to align among {0, p_delta, a, b};
+* **B-2** p_delta aligns fastest of all p (uniquely);
+* **B-3** p_c is slower than each of a and b.
+
+Each is a :class:`nsf.verdicts.Check`, evaluated on t90 and on the log-time score
+(:class:`~nsf.boundary2d.PanelResult`). Strength: every check is ``independent``. The roles and
+the p values are the companion's reconstruction, fixed before any run (the chapter's parameter
+table), the comparisons are strict, and nothing compared was fitted to the outcome: t90's
+threshold (``align_threshold``) is a stated companion choice and the log-time score has no free
+constant. A comparison of two runs that both never aligned (t90 = inf for both) is undecided, and
+so is a check that rests on one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from nsf.verdicts import Check, all_of, checks_table
+
+if TYPE_CHECKING:
+    from nsf.boundary2d.results import PanelResult
+    from nsf.boundary2d.setup import BoundaryDemo
+
+__all__ = ["alignment_checks", "checks_frame", "panel_checks"]
+
+
+def _later(a: float, b: float) -> bool | None:
+    """Is a strictly later than b? None when neither was reached (both inf)."""
+    if math.isinf(a) and math.isinf(b):
+        return None
+    return a > b
+
+
+def alignment_checks(
+    demo: BoundaryDemo, times: Mapping[float, float], *, label: str = "t90"
+) -> list[Check]:
+    """B-1..B-3 of Sec. 4.2.2 on per-p alignment times (lower = earlier).
+
+    ``times`` is :meth:`PanelResult.t_align` (t90; inf = never aligned, ``label="t90"``) or any
+    "time" where lower is better (minus :meth:`PanelResult.scores` for the log-time score, with
+    ``label="score"``). Returns three :class:`~nsf.verdicts.Check`, all of strength
+    ``independent`` (see the module's docstring for why).
+    """
+    p0, d, ab, c = 0.0, demo.p_delta, list(demo.p_ab), demo.p_c
+    fmt = lambda p: f"{times[p]:g}" if label == "t90" else f"{-times[p]:.3f}"  # noqa: E731
+    b1 = all_of([_later(times[p0], times[q]) for q in [d, *ab]])
+    b2 = all_of([_later(times[q], times[d]) for q in demo.p_values if q != d])
+    b3 = all_of([_later(times[c], times[q]) for q in ab])
+    word = "t90" if label == "t90" else "log-time score"
+    cmp = "largest" if label == "t90" else "lowest"
+    und = f"undecided (runs it compares never reached agreement {demo.align_threshold:g})"
+    return [
+        Check("B-1", "the SGD endpoint p = 0 is the slowest to align",
+              f"{word} of p = 0 {cmp} among p in {[p0, d, *ab]}",
+              ", ".join(f"p={q:g}: {fmt(q)}" for q in [p0, d, *ab]), b1, und),
+        Check("B-2", f"a slightly negative p (here {d:g}) aligns fastest",
+              f"p = {d:g} is the unique best {word} among all p",
+              ", ".join(f"p={q:g}: {fmt(q)}" for q in demo.p_values), b2, und),
+        Check("B-3", f"the positive c (here {c:g}) is slower than a, b = {ab}",
+              f"{word} of p = {c:g} worse than each of {ab}",
+              ", ".join(f"p={q:g}: {fmt(q)}" for q in [c, *ab]), b3, und),
+    ]  # fmt: skip
+
+
+def panel_checks(result: PanelResult) -> tuple[list[Check], list[Check]]:
+    """B-1..B-3 of one panel: (on t90, on the log-time score). Reads only ``result.demo`` and
+    ``result.history``."""
+    on_t90 = alignment_checks(result.demo, result.t_align())
+    on_score = alignment_checks(
+        result.demo, {p: -s for p, s in result.scores().items()}, label="score"
+    )
+    return on_t90, on_score
+
+
+def checks_frame(results: Sequence[PanelResult]):
+    """:func:`nsf.verdicts.checks_table` of every panel's checks (on t90, then on the log-time
+    score), stacked into one DataFrame indexed by (panel, check)."""
+    import pandas as pd
+
+    tables = {r.panel.name: checks_table([*on_t90, *on_score])
+              for r in results for on_t90, on_score in [panel_checks(r)]}  # fmt: skip
+    return pd.concat(tables, names=["panel"])
