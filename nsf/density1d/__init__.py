@@ -35,7 +35,6 @@ The package follows the data flow of the chapter (book page "04 · The 1D densit
 ``from nsf import density1d`` gives every public name below.
 """
 
-from nsf.density1d._legacy import as_tuple
 from nsf.density1d.checks import DensityChecks, check_d1, check_d2, check_d3, check_d4
 from nsf.density1d.setup import (
     DENSITY_FORMS,
@@ -63,7 +62,6 @@ from nsf.density1d.summary import (
     rate_spread,
     run_note,
 )
-from nsf.verdicts import Check  # noqa: F401  (nsf.boundary2d imports it from here)
 
 __all__ = [
     "DENSITY_FORMS",
@@ -72,7 +70,6 @@ __all__ = [
     "DensityDemo",
     "DensityResult",
     "amplification_note",
-    "as_tuple",
     "check_d1",
     "check_d2",
     "check_d3",
