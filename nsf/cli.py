@@ -2,6 +2,7 @@
 
 nsf run 03 --profile ci -p dt 0.002 -p keys "[1, 2, 4]" --output my_run.ipynb
 nsf book --profile default
+nsf sweep plan|run|status|collect sweep.toml --store runs   # a grid of trainings
 nsf train --config cfg.toml --store runs                   # one process
 torchrun --nproc_per_node=8 -m nsf train --config cfg.toml --store runs
 
@@ -44,7 +45,76 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--store", required=True, help="the run store's root directory")
     train.add_argument("--data-root", help="where the datasets are (else $NSF_DATA_ROOT)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    sweep = commands.add_parser("sweep", help="plan, run, watch and collect a grid of trainings")
+    actions = sweep.add_subparsers(dest="action", required=True)
+    for name, text in [
+        ("plan", "one line per run: index, run directory, status, what the grid sets"),
+        ("run", "run the unfinished points (local workers, one --index, or a SLURM array)"),
+        ("status", "how many runs are done, running, pending, failed"),
+        ("collect", "one tidy CSV of the finished runs' metrics (a row per run and epoch)"),
+    ]:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("spec", help="the sweep's TOML file ([base], [grid], seeds)")
+        action.add_argument("--store", required=True, help="the run store's root directory")
+    run_sweep = actions.choices["run"]
+    where = run_sweep.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes")
+    where.add_argument(
+        "--index", type=int, help="run one point (e.g. $SLURM_ARRAY_TASK_ID of an array job)"
+    )
+    where.add_argument(
+        "--executor", choices=["slurm", "local"], help="submit a job array through submitit"
+    )
+    run_sweep.add_argument("--gpus-per-job", type=int, default=1, help="DDP ranks per job")
+    run_sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="per job")
+    run_sweep.add_argument("--partition", help="SLURM partition")
+    run_sweep.add_argument("--account", help="SLURM account")
+    run_sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    run_sweep.add_argument("--data-root", help="where the datasets are (else $NSF_DATA_ROOT)")
+    run_sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    actions.choices["collect"].add_argument("--output", required=True, help="the CSV to write")
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from nsf.train import sweep
+
+    plan = sweep.Sweep.from_file(args.spec)
+    if args.action == "plan":
+        print("\n".join(sweep.plan_lines(plan, args.store)))
+    elif args.action == "status":
+        counts = Counter(sweep.status(plan, args.store).values())
+        print(", ".join(f"{counts[s]} {s}" for s in sweep.STATUSES) + f" of {len(plan)}")
+    elif args.action == "collect":
+        path = sweep.collect(plan, args.store, args.output)
+        print(f"wrote {path}")
+    elif args.executor:
+        options = {
+            k: v for k, v in {"partition": args.partition, "account": args.account}.items() if v
+        }
+        jobs = sweep.submit(
+            plan, args.store, cluster=args.executor, data_root=args.data_root,
+            gpus_per_job=args.gpus_per_job, timeout_min=args.timeout_min, slurm_options=options,
+        )  # fmt: skip
+        print(f"submitted {len(jobs)} jobs" + (f": {jobs[0].job_id.split('_')[0]}" if jobs else ""))
+    elif args.index is not None:
+        state = sweep.run_point(
+            plan, args.store, args.index, data_root=args.data_root,
+            retry_failed=args.retry_failed, progress=not args.no_progress,
+        )  # fmt: skip
+        print(f"point {args.index}: {state}")
+    else:
+        after = sweep.run_local(
+            plan, args.store, workers=args.workers, data_root=args.data_root,
+            retry_failed=args.retry_failed, progress=not args.no_progress,
+        )  # fmt: skip
+        counts = Counter(after.values())
+        print(", ".join(f"{counts[s]} {s}" for s in sweep.STATUSES) + f" of {len(plan)}")
+        if counts["failed"]:
+            raise SystemExit(f"nsf: error: {counts['failed']} runs failed; see failed.json in them")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -84,13 +154,22 @@ def _train(args: argparse.Namespace) -> None:
         print(json.dumps({**summary, "final": result.metrics[-1]}))
 
 
+def _message(error: Exception) -> str:
+    """pydantic's errors as one line per problem; any other error as it says itself."""
+    if type(error).__module__.startswith("pydantic"):
+        from nsf.validation import describe
+
+        return describe(error)  # type: ignore[arg-type]
+    return str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "book": _book, "train": _train}[args.command]
+    command = {"run": _run, "book": _book, "train": _train, "sweep": _sweep}[args.command]
     try:
         command(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"nsf: error: {error}", file=sys.stderr)
+        print(f"nsf: error: {_message(error)}", file=sys.stderr)
         return 2
     return 0
 

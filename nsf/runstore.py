@@ -132,9 +132,13 @@ class RunStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
+    def directory(self, config: Mapping[str, Any], prefix: str = "run") -> Path:
+        """Where the run for ``config`` lives (nothing is created)."""
+        return self.root / f"{prefix}-{config_hash(config)}"
+
     def run(self, config: Mapping[str, Any], prefix: str = "run") -> Run:
         """The run for ``config``, created (with its ``config.json``) if it does not exist."""
-        directory = self.root / f"{prefix}-{config_hash(config)}"
+        directory = self.directory(config, prefix)
         config_path = directory / CONFIG_FILE
         if config_path.exists():
             stored = json.loads(config_path.read_text())

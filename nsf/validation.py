@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, Strict
+from pydantic import AfterValidator, ConfigDict, Field, Strict, ValidationError
 
 __all__ = [
     "CONFIG",
@@ -29,6 +29,7 @@ __all__ = [
     "NonNegative",
     "OpenUnit",
     "Positive",
+    "describe",
     "setup_from",
 ]
 
@@ -73,3 +74,14 @@ def setup_from(cls: type[S], namespace: Mapping[str, Any], **changes: Any) -> S:
     """
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in namespace.items() if k in names}, **changes)
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line per problem, ``field = value: what is wrong`` (no links, no
+    error codes): what a command line prints."""
+    lines = []
+    for e in error.errors():
+        name = ".".join(str(part) for part in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{name} = {e['input']!r}: {message}" if name else message)
+    return "; ".join(lines)

@@ -193,6 +193,11 @@ class TrainConfig:
         """
         return {k: v for k, v in self.to_dict().items() if k not in CADENCE_FIELDS}
 
+    @property
+    def run_prefix(self) -> str:
+        """The readable head of the run directory's name, ``<dataset>-<model>``."""
+        return f"{self.dataset}-{self.model}"
+
     def on(self, device: torch.device) -> TrainConfig:
         """The config as it runs on ``device``: ``device``, ``amp`` and ``channels_last`` as
         they apply there (bf16 autocast and channels_last are CUDA's; a CPU run uses float32)."""

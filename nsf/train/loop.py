@@ -106,12 +106,11 @@ def train(
     config = config.on(device)
     with distributed(device) as dist:
         store = RunStore(store_root)
-        prefix = f"{config.dataset}-{config.model}"
         if dist.is_main:
-            run = store.run(config.run_key(), prefix=prefix)
+            run = store.run(config.run_key(), prefix=config.run_prefix)
         dist.barrier()
         if not dist.is_main:
-            run = store.run(config.run_key(), prefix=prefix)
+            run = store.run(config.run_key(), prefix=config.run_prefix)
         if run.is_finished:
             return load_result(run)
         with determinism(config.deterministic, device):
