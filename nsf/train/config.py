@@ -55,8 +55,8 @@ class TrainConfig:
     ``val_split``
     is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``). Augmentation:
     ``crop_pad`` (RandomCrop padding), ``flip`` and ``vflip`` (horizontal and vertical flips);
-    ``None`` takes the dataset's declared default (``ImageDataset.augmentation``: CIFAR's pad 4
-    and flip; no flip for digits).
+    ``None`` takes the dataset's declared default
+    (:data:`nsf.train.datasets.TRAIN_AUGMENTATION`: CIFAR's pad 4 and flip; none for digits).
     Model: ``model`` (``"resnet18"`` or ``"small_cnn"``), ``stem`` (ResNet-18's ``"cifar"`` or
     ``"imagenet"``) and ``model_options`` (SmallCNN's ``width``, ``norm``).
     Training: ``epochs``, ``batch_size`` (the global batch, split over processes),
@@ -73,8 +73,8 @@ class TrainConfig:
     and ``log_every`` (iterations between progress-bar updates).
 
     :func:`nsf.train.loop.train` keys and records the config :meth:`on` its device (what ``"auto"``
-    became there), and records the augmentation the loader used (what ``None`` became) in the
-    run's ``finished.json`` and in ``RunResult.config``.
+    and ``None`` became there), and records the augmentation the loader applied in the run's
+    ``finished.json`` and in ``RunResult.config``.
 
     Example, the Sec. 5.1 run::
 
@@ -195,12 +195,20 @@ class TrainConfig:
 
     def on(self, device: torch.device) -> TrainConfig:
         """The config as it runs on ``device``: ``device``, ``amp`` and ``channels_last`` as
-        they apply there (bf16 autocast and channels_last are CUDA's; a CPU run uses float32)."""
+        they apply there (bf16 autocast and channels_last are CUDA's; a CPU run uses float32),
+        and ``crop_pad``, ``flip``, ``vflip`` left ``None`` as the dataset declares them (so a
+        run that leaves them to the dataset and one that spells them out are one run)."""
+        from nsf.train.datasets import TRAIN_AUGMENTATION
+
         cuda = device.type == "cuda"
+        augmentation = TRAIN_AUGMENTATION[self.dataset].override(
+            self.crop_pad, self.flip, self.vflip
+        )
         return self.replace(
             device=device.type,
             amp=("bf16" if self.amp in ("auto", "bf16") else "none") if cuda else "none",
             channels_last=self.channels_last and cuda,
+            **augmentation.to_dict(),
         )
 
     def __hash__(self) -> int:
