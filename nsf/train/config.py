@@ -175,11 +175,26 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        """A config from a ``.json`` or ``.toml`` file of its fields."""
+        """A config from a ``.toml`` or ``.json`` file of its fields (a table / an object at the
+        top level; the suffix says which). Any other suffix, a file that does not parse, and an
+        unknown or bad field are refused with the file's name in the message."""
         path = Path(path)
-        if path.suffix == ".toml":
-            return cls.from_dict(tomllib.loads(path.read_text()))
-        return cls.from_dict(json.loads(path.read_text()))
+        parsers = {".toml": tomllib.loads, ".json": json.loads}
+        parse = parsers.get(path.suffix.lower())
+        if parse is None:
+            raise ValueError(
+                f"{path}: a TrainConfig file must end in .toml or .json, not {path.suffix!r}"
+            )
+        try:
+            data = parse(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a table of TrainConfig fields, not {data!r}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (checked again)."""
