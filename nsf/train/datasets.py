@@ -338,21 +338,14 @@ def _decode_images(
         expect = (first.shape[1], first.shape[0])  # all images of a split must share a size
     out = np.empty((len(paths), *first.shape), np.uint8)
     out[0] = first
-    bar = None
-    if opts["progress"] and len(paths) >= 2000:
-        try:
-            from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(paths), desc=f"decoding {name}", unit="img")
-        except ImportError:  # tqdm is optional; decode silently without it
-            bar = None
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    shown = opts["progress"] and len(paths) >= 2000
+    bar = tqdm(total=len(paths), initial=1, desc=f"decoding {name}", unit="img", disable=not shown)
+    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
         for k, arr in enumerate(pool.map(read, paths[1:], chunksize=64), start=1):
             out[k] = arr
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
     return out.transpose(0, 3, 1, 2)
 
 
