@@ -109,9 +109,9 @@ FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"
 #:   upside-down face is not an image these datasets contain, so no vertical flip.
 #: * Chaoyang: horizontal and vertical flips, no crop. A tissue section has no up, down, left
 #:   or right, so every flip keeps the label; the 224-px resize already fixes the field of view.
-#: * digits and synthetic_bands: none. A mirrored digit is another glyph (or none: 2, 3, 4, 7 and
-#:   9 are not mirror images of themselves), and at 8x8 even a 1-pixel crop shift moves a sixth
-#:   of the stroke; synthetic_bands places its class signal at random positions itself, so an
+#: * digits and synthetic_bands: none. A mirrored digit is not the same digit (few digits are
+#:   left-right symmetric), and at 8x8 pixels a 1-pixel shift is an eighth of the image;
+#:   synthetic_bands translates its class signal at random itself (``shift=True``), so an
 #:   augmentation would only blur what the generator controls.
 TRAIN_AUGMENTATION: dict[str, Augmentation] = {
     "cifar10": Augmentation(crop_pad=4, flip=True),
