@@ -49,6 +49,27 @@ def test_from_file_reads_toml_and_json(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "named"),
+    [
+        ("c.yaml", "epochs: 3\n", r"\.toml or \.json, not '\.yaml'"),
+        ("config", '{"epochs": 3}', r"\.toml or \.json, not ''"),
+        ("c.toml", "epochs = 3\nlearning_rate = 0.1\n", "learning_rate"),
+        ("c.json", '{"epochs": 3, "learning_rate": 0.1}', "learning_rate"),
+        ("c.toml", "epochs = 0\n", "epochs"),
+        ("c.toml", "epochs = [3\n", "not valid TOML"),
+        ("c.json", '{"epochs": 3,}', "not valid JSON"),
+        ("c.json", "[3]", "table of TrainConfig fields"),
+    ],
+)
+def test_from_file_refuses_other_suffixes_bad_files_and_unknown_fields(tmp_path, name, text, named):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=named) as err:
+        TrainConfig.from_file(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
     ("change", "named"),
     [
         ({"dataset": "mnist"}, "'mnist'"),

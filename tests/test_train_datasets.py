@@ -3,164 +3,30 @@ the checksums and the decoded cache (SPEC Sec. 3.2, 8.1, App. B)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from train_fixtures import (
+    CHAOYANG,
+    FER_ROWS,
+    _fer_pixels,
+    _write_jpeg,
+    make_chaoyang,
+    make_cifar,
+    make_fer,
+    make_rafdb,
+    make_tinyimagenet,
+)
 
 import nsf.train.datasets as nsd
 from nsf.train.datasets import load_dataset
 from nsf.train.errors import DatasetCorruptError, DatasetNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-# --------------------------------------------------------------------------------------------
-# Fixture writers, one per official layout
-# --------------------------------------------------------------------------------------------
-
-
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
-def _write_jpeg(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
-    Image.fromarray(_rng(seed).integers(0, 256, shape, dtype=np.uint8), mode).save(
-        path, "JPEG", quality=95
-    )
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def make_cifar(root: Path, name: str, per_batch: int = 4) -> dict:
-    """torchvision's python-pickle layout; returns the fixture's md5 table and the data."""
-    if name == "cifar10":
-        folder = root / "cifar10" / "cifar-10-batches-py"
-        train_files, test_files = [f"data_batch_{k}" for k in range(1, 6)], ["test_batch"]
-        meta_name, meta = "batches.meta", {"label_names": [f"c{k}" for k in range(10)]}
-        key, classes = "labels", 10
-    else:
-        folder = root / "cifar100" / "cifar-100-python"
-        train_files, test_files = ["train"], ["test"]
-        meta_name = "meta"
-        meta = {"fine_label_names": [f"f{k}" for k in range(100)], "coarse_label_names": ["x"]}
-        key, classes = "fine_labels", 100
-    folder.mkdir(parents=True)
-    data = {}
-    for k, f in enumerate(train_files + test_files):
-        x = _rng(k).integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        y = [int(v) for v in _rng(100 + k).integers(0, classes, per_batch)]
-        entry = {"batch_label": f, "data": x, key: y, "filenames": [f"{i}.png" for i in y]}
-        if name == "cifar100":
-            entry["coarse_labels"] = [0] * per_batch
-        (folder / f).write_bytes(pickle.dumps(entry, protocol=2))
-        data[f] = (x, y)
-    (folder / meta_name).write_bytes(pickle.dumps(meta, protocol=2))
-    table = {p.name: _md5(p) for p in folder.iterdir()}
-    return {"folder": folder, "md5": table, "data": data, "train": train_files, "test": test_files}
-
-
-def make_tinyimagenet(root: Path) -> Path:
-    top = root / "tinyimagenet" / "tiny-imagenet-200"
-    wnids = ["n03000000", "n01000000", "n02000000"]  # unsorted, as in the real wnids.txt
-    top.mkdir(parents=True)
-    (top / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    (top / "words.txt").write_text(
-        "n01000000\tgoldfish, Carassius auratus\nn02000000\tbullfrog\nn03000000\tlorry, truck\n"
-        "n09999999\tunused\n"
-    )
-    for k, w in enumerate(wnids):
-        for j in range(2):
-            mode = "L" if (k, j) == (0, 1) else "RGB"  # one grayscale JPEG, as in the real set
-            _write_jpeg(top / "train" / w / "images" / f"{w}_{j}.JPEG", (64, 64), mode, 10 * k + j)
-        (top / "train" / w / f"{w}_boxes.txt").write_text("")
-    lines = []
-    for j, w in enumerate(["n02000000", "n03000000", "n01000000", "n02000000"]):
-        _write_jpeg(top / "val" / "images" / f"val_{j}.JPEG", (64, 64), seed=50 + j)
-        lines.append(f"val_{j}.JPEG\t{w}\t0\t0\t63\t63")
-    (top / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    return top
-
-
-FER_ROWS = [  # (emotion, usage)
-    (0, "Training"),
-    (3, "Training"),
-    (6, "Training"),
-    (3, "PublicTest"),
-    (4, "PublicTest"),
-    (5, "PrivateTest"),
-    (1, "PrivateTest"),
-    (2, "PrivateTest"),
-]
-
-
-def _fer_pixels(k: int) -> np.ndarray:
-    return _rng(200 + k).integers(0, 256, 48 * 48)
-
-
-def make_fer(root: Path, variant: str) -> Path:
-    folder = root / "fer2013"
-    folder.mkdir(parents=True)
-    if variant == "fer2013.csv":
-        lines = ["emotion,pixels,Usage"]
-        for k, (e, u) in enumerate(FER_ROWS):
-            lines.append(f"{e},{' '.join(map(str, _fer_pixels(k)))},{u}")
-    else:  # Kaggle's icml_face_data.csv: other column order, header names with leading spaces
-        lines = ["emotion, Usage, pixels"]
-        for k, (e, u) in enumerate(FER_ROWS):
-            lines.append(f"{e},{u},{' '.join(map(str, _fer_pixels(k)))}")
-    path = folder / variant
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-RAF_LIST = [("train_00001.jpg", 5), ("train_00002.jpg", 1), ("train_00003.jpg", 7)]
-RAF_LIST += [("train_00004.jpg", 1), ("test_0001.jpg", 4), ("test_0002.jpg", 7)]
-
-
-def make_rafdb(root: Path) -> Path:
-    basic = root / "rafdb" / "basic"
-    (basic / "EmoLabel").mkdir(parents=True)
-    (basic / "EmoLabel" / "list_patition_label.txt").write_text(
-        "".join(f"{f} {y}\n" for f, y in RAF_LIST)
-    )
-    for k, (f, _) in enumerate(RAF_LIST):
-        _write_jpeg(basic / "Image" / "aligned" / f"{f[:-4]}_aligned.jpg", (100, 100), seed=300 + k)
-    return basic
-
-
-CHAOYANG = {"train": [0, 1, 2, 3, 2, 0], "test": [3, 1, 0]}
-
-
-def make_chaoyang(root: Path, side: int = 512) -> Path:
-    folder = root / "chaoyang"
-    for split, labels in CHAOYANG.items():
-        entries = []
-        for k, y in enumerate(labels):
-            name = f"{split}/5357{k}_1-IMG0{k}x010-{y}.JPG"
-            _write_jpeg(folder / name, (side, side), seed=400 + k)
-            entries.append({"label": y, "name": name, "label_A": y})
-        (folder / f"{split}.json").write_text(json.dumps(entries))
-    return folder
-
-
-@pytest.fixture
-def cifar_md5(monkeypatch):
-    """Point the md5 table at the fixture's files (the real table is torchvision's)."""
-    tables: dict[str, dict[str, str]] = {}
-    monkeypatch.setattr(nsd, "_cifar_md5s", lambda name: tables[name])
-    return tables
 
 
 @pytest.fixture(autouse=True)
@@ -174,47 +40,96 @@ def _no_env_root(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_layout_shapes_labels(tmp_path, cifar_md5, name):
-    fx = make_cifar(tmp_path, name)
-    cifar_md5[name] = fx["md5"]
+def test_cifar_layout_shapes_labels(tmp_path, monkeypatch, name):
+    fx = make_cifar(tmp_path, name, monkeypatch)
     train = load_dataset(name, "train", root=tmp_path)
     test = load_dataset(name, "test", root=tmp_path)
     n_train = 4 * len(fx["train"])
     assert train.images.shape == (n_train, 3, 32, 32) and train.images.dtype == torch.uint8
     assert test.images.shape == (4, 3, 32, 32) and test.labels.dtype == torch.int64
     assert train.num_classes == (10 if name == "cifar10" else 100) and len(train) == n_train
-    x0, y0 = fx["data"][fx["train"][0]]
-    assert torch.equal(train.images[:4], torch.from_numpy(x0.reshape(4, 3, 32, 32)))
-    assert train.labels[:4].tolist() == y0
+    assert train.classes[:2] == (("c0", "c1") if name == "cifar10" else ("f0", "f1"))
+    for k, f in enumerate(fx["train"]):  # batch order kept, CHW pixel order kept
+        x, y = fx["data"][f]
+        assert torch.equal(
+            train.images[4 * k : 4 * k + 4], torch.from_numpy(x.reshape(4, 3, 32, 32))
+        )
+        assert train.labels[4 * k : 4 * k + 4].tolist() == y
     assert test.labels.tolist() == fx["data"][fx["test"][0]][1]
     assert test.mean == train.mean  # test normalised with the train statistics
     expect = train.images.double().div(255).mean(dim=(0, 2, 3))
     assert np.allclose(train.mean, expect.numpy())
 
 
-def test_cifar_flipped_byte_fails_md5_naming_file(tmp_path, cifar_md5):
-    fx = make_cifar(tmp_path, "cifar10")
-    cifar_md5["cifar10"] = fx["md5"]
-    bad = fx["folder"] / "data_batch_3"
-    raw = bytearray(bad.read_bytes())
+def _flip_a_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0x01
-    bad.write_bytes(bytes(raw))
+    path.write_bytes(bytes(raw))
+
+
+def _refused_naming(path: Path, name: str, split: str, root: Path, **options) -> str:
     with pytest.raises(DatasetCorruptError) as err:
-        load_dataset("cifar10", "train", root=tmp_path)
+        load_dataset(name, split, root=root, **options)
     msg = str(err.value)
-    assert str(bad) in msg and "md5" in msg and "'cifar10'" in msg
-    assert "cifar-10-batches-py" in msg and "cs.toronto.edu" in msg
+    assert str(path) in msg and "md5" in msg and f"'{name}'" in msg
+    assert "expected" in msg and "cs.toronto.edu" in msg  # what was expected, where to get it
+    return msg
 
 
-def test_cifar_md5_table_is_torchvisions_and_matches_checksums_json():
+CIFAR_DATA_FILES = [("cifar10", f, "train") for f in [f"data_batch_{k}" for k in range(1, 6)]] + [
+    ("cifar10", "test_batch", "test"),
+    ("cifar100", "train", "train"),
+    ("cifar100", "test", "test"),
+]
+
+
+@pytest.mark.parametrize(("name", "file", "split"), CIFAR_DATA_FILES)
+def test_cifar_each_corrupt_data_file_is_refused_by_name(tmp_path, monkeypatch, name, file, split):
+    fx = make_cifar(tmp_path, name, monkeypatch)
+    bad = fx["folder"] / file
+    _flip_a_byte(bad)
+    msg = _refused_naming(bad, name, split, tmp_path)
+    assert fx["folder"].name in msg  # the layout to put it in
+    if split == "train":  # the test split is normalised with the train statistics
+        _refused_naming(bad, name, "test", tmp_path)
+    else:  # the train split does not read the test file
+        assert len(load_dataset(name, "train", root=tmp_path)) == 4 * len(fx["train"])
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_corrupt_meta_file_is_refused_by_name_even_with_a_cache(tmp_path, monkeypatch, name):
+    fx = make_cifar(tmp_path, name, monkeypatch)
+    load_dataset(name, "train", root=tmp_path)  # a valid decoded cache now exists
+    _flip_a_byte(fx["meta"])
+    for split in ("train", "test"):
+        _refused_naming(fx["meta"], name, split, tmp_path)
+
+
+def test_cifar_verify_false_reads_without_md5_and_names_an_unreadable_folder(tmp_path, monkeypatch):
+    fx = make_cifar(tmp_path, "cifar10", monkeypatch)
+    meta = fx["meta"]
+    meta.write_bytes(meta.read_bytes() + b"\0")  # md5 differs, the pickle still loads
+    assert load_dataset("cifar10", "test", root=tmp_path, verify=False).classes[0] == "c0"
+    meta.write_bytes(b"not a pickle")
+    with pytest.raises(DatasetCorruptError, match="torchvision cannot read") as err:
+        load_dataset("cifar10", "test", root=tmp_path, verify=False, cache=False)
+    assert "batches.meta" in str(err.value) and str(fx["folder"]) in str(err.value)
+
+
+def test_cifar_missing_batch_names_it(tmp_path, monkeypatch):
+    fx = make_cifar(tmp_path, "cifar10", monkeypatch)
+    (fx["folder"] / "data_batch_4").unlink()
+    for split in ("train", "test"):  # the test split needs the train statistics
+        with pytest.raises(DatasetNotFoundError, match="data_batch_4"):
+            load_dataset("cifar10", split, root=tmp_path)
+
+
+def test_checksums_json_lists_torchvisions_cifar_md5s():
     from torchvision.datasets import CIFAR10, CIFAR100
 
     listed = json.loads((REPO / "data" / "checksums.json").read_text())
     for name, cls in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
-        table = nsd._cifar_md5s(name)
-        assert table == dict(cls.train_list + cls.test_list) | {
-            cls.meta["filename"]: cls.meta["md5"]
-        }
+        table = dict(cls.train_list + cls.test_list) | {cls.meta["filename"]: cls.meta["md5"]}
         assert listed[name]["files"] == table
         assert listed[name]["archive"]["md5"] == cls.tgz_md5
 
@@ -419,3 +334,19 @@ def test_cache_can_be_disabled_or_moved(tmp_path):
     assert not (tmp_path / ".nsf-cache").exists()
     load_dataset("rafdb", "test", root=tmp_path, cache_dir=tmp_path / "elsewhere")
     assert (tmp_path / "elsewhere" / "rafdb-test-112px.pt").exists()
+
+
+def test_cache_tampered_labels_are_detected_and_rebuilt(tmp_path, monkeypatch):
+    """The cache vouches for its labels (sha256 in the sidecar): editing the cached label array
+    is reported and the split decoded again from the source files, which are then right."""
+    fx = make_cifar(tmp_path, "cifar10", monkeypatch)
+    first = load_dataset("cifar10", "train", root=tmp_path)
+    cache = tmp_path / ".nsf-cache" / "cifar10-train.pt"
+    blob = torch.load(cache, weights_only=True)
+    blob["labels"][3] = (blob["labels"][3] + 1) % 10  # still a valid class: only a digest tells
+    torch.save(blob, cache)
+    with pytest.warns(UserWarning, match=r"sha256.*rebuilding"):
+        again = load_dataset("cifar10", "train", root=tmp_path)
+    assert again.labels.tolist() == first.labels.tolist()
+    assert again.labels[:4].tolist() == fx["data"]["data_batch_1"][1]
+    assert torch.load(cache, weights_only=True)["labels"].tolist() == first.labels.tolist()

@@ -3,13 +3,15 @@ normalisation of the device-side loader (SPEC Sec. 3.2, 8.1)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch.nn.functional import pad as zero_pad
 
 from nsf.train.datasets import load_dataset
-from nsf.train.imagedataset import ImageDataset
+from nsf.train.imagedataset import Augmentation, ImageDataset
 from nsf.train.loader import DeviceLoader, crop_flip
 
 
@@ -18,11 +20,12 @@ def _rng(seed: int) -> np.random.Generator:
 
 
 def _indexed(n: int = 37, c: int = 3, side: int = 8) -> ImageDataset:
-    """Random images whose label is their index; mean 0 and std 1/255 make outputs = raw pixels."""
+    """Random images whose label is their index; mean 0 and std 1/255 make outputs = raw pixels.
+    It declares CIFAR's augmentation (pad 4, horizontal flip), so loaders augment by default."""
     images = torch.from_numpy(_rng(7).integers(1, 256, (n, c, side, side), dtype=np.uint8))
     return ImageDataset(
         "indexed", "train", images, torch.arange(n), tuple(map(str, range(n))), (0.0,) * c,
-        (1 / 255,) * c,
+        (1 / 255,) * c, augmentation=Augmentation(crop_pad=4, flip=True),
     )  # fmt: skip
 
 
@@ -133,3 +136,16 @@ def test_loader_normalisation_drop_last_and_layout():
     assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4  # train stats normalise train to 0 mean
     with pytest.raises(ValueError, match="start_batch"):
         next(loader.epoch(0, start_batch=5))
+
+
+def test_loader_takes_the_datasets_augmentation_unless_told_otherwise():
+    ds = _indexed()
+    assert DeviceLoader(ds, 8, device="cpu", train=True, seed=0).augmentation == ds.augmentation
+    told = DeviceLoader(ds, 8, device="cpu", train=True, seed=0, crop_pad=0, vflip=True)
+    assert told.augmentation == Augmentation(crop_pad=0, flip=True, vflip=True)
+    assert DeviceLoader(ds, 8, device="cpu", train=False, seed=0).augmentation == Augmentation()
+    plain = dataclasses.replace(ds, augmentation=Augmentation())  # declares none: batches = data
+    (x, y), *_ = DeviceLoader(plain, 37, device="cpu", train=True, seed=0).epoch(0)
+    assert torch.equal(x.round().to(torch.uint8), ds.images[y])
+    with pytest.raises(ValueError, match="crop_pad"):
+        DeviceLoader(ds, 8, device="cpu", train=True, seed=0, crop_pad=-1)

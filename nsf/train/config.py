@@ -55,8 +55,8 @@ class TrainConfig:
     ``val_split``
     is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``). Augmentation:
     ``crop_pad`` (RandomCrop padding), ``flip`` and ``vflip`` (horizontal and vertical flips);
-    ``None`` takes the dataset's declared default (``ImageDataset.augmentation``: CIFAR's pad 4
-    and flip; no flip for digits).
+    ``None`` takes the dataset's declared default
+    (:data:`nsf.train.datasets.TRAIN_AUGMENTATION`: CIFAR's pad 4 and flip; none for digits).
     Model: ``model`` (``"resnet18"`` or ``"small_cnn"``), ``stem`` (ResNet-18's ``"cifar"`` or
     ``"imagenet"``) and ``model_options`` (SmallCNN's ``width``, ``norm``).
     Training: ``epochs``, ``batch_size`` (the global batch, split over processes),
@@ -73,8 +73,8 @@ class TrainConfig:
     and ``log_every`` (iterations between progress-bar updates).
 
     :func:`nsf.train.loop.train` keys and records the config :meth:`on` its device (what ``"auto"``
-    became there), and records the augmentation the loader used (what ``None`` became) in the
-    run's ``finished.json`` and in ``RunResult.config``.
+    and ``None`` became there), and records the augmentation the loader applied in the run's
+    ``finished.json`` and in ``RunResult.config``.
 
     Example, the Sec. 5.1 run::
 
@@ -175,11 +175,26 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        """A config from a ``.json`` or ``.toml`` file of its fields."""
+        """A config from a ``.toml`` or ``.json`` file of its fields (a table / an object at the
+        top level; the suffix says which). Any other suffix, a file that does not parse, and an
+        unknown or bad field are refused with the file's name in the message."""
         path = Path(path)
-        if path.suffix == ".toml":
-            return cls.from_dict(tomllib.loads(path.read_text()))
-        return cls.from_dict(json.loads(path.read_text()))
+        parsers = {".toml": tomllib.loads, ".json": json.loads}
+        parse = parsers.get(path.suffix.lower())
+        if parse is None:
+            raise ValueError(
+                f"{path}: a TrainConfig file must end in .toml or .json, not {path.suffix!r}"
+            )
+        try:
+            data = parse(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a table of TrainConfig fields, not {data!r}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (checked again)."""
@@ -200,12 +215,20 @@ class TrainConfig:
 
     def on(self, device: torch.device) -> TrainConfig:
         """The config as it runs on ``device``: ``device``, ``amp`` and ``channels_last`` as
-        they apply there (bf16 autocast and channels_last are CUDA's; a CPU run uses float32)."""
+        they apply there (bf16 autocast and channels_last are CUDA's; a CPU run uses float32),
+        and ``crop_pad``, ``flip``, ``vflip`` left ``None`` as the dataset declares them (so a
+        run that leaves them to the dataset and one that spells them out are one run)."""
+        from nsf.train.datasets import TRAIN_AUGMENTATION
+
         cuda = device.type == "cuda"
+        augmentation = TRAIN_AUGMENTATION[self.dataset].override(
+            self.crop_pad, self.flip, self.vflip
+        )
         return self.replace(
             device=device.type,
             amp=("bf16" if self.amp in ("auto", "bf16") else "none") if cuda else "none",
             channels_last=self.channels_last and cuda,
+            **augmentation.to_dict(),
         )
 
     def __hash__(self) -> int:

@@ -1,9 +1,9 @@
 r"""The six datasets of paper Sec. 3.3 and Sec. 5.1 and the one entry point to all eight.
 
 Every dataset becomes an :class:`~nsf.train.imagedataset.ImageDataset`: one ``uint8`` tensor ``[N,
-C, H, W]`` and one
-``int64`` label tensor, decoded once and then kept whole in memory (and on the accelerator, see
-:class:`~nsf.train.loader.DeviceLoader`). ::
+C, H, W]`` and one ``int64`` label tensor, decoded once and then kept whole in memory (and on the
+accelerator, see :class:`~nsf.train.loader.DeviceLoader`), with the dataset's own train
+augmentation (:data:`TRAIN_AUGMENTATION`). ::
 
     train = load_dataset("tinyimagenet", "train")          # reads $NSF_DATA_ROOT/tinyimagenet/
     test = load_dataset("tinyimagenet", "test")            # the official (labelled) val set
@@ -11,14 +11,14 @@ C, H, W]`` and one
     for x, y in loader.epoch(0):                           # float32, normalised, augmented on GPU
         ...
 
-On-disk datasets (SPEC Sec. 3.2 table, Appendix B), each under ``<root>/<name>/`` in the layout
+On-disk datasets (paper Sec. 3.3 and Sec. 5.1), each under ``<root>/<name>/`` in the layout
 its authors distribute (``data/README.md`` gives sources, licences and the layout trees):
 
 ============  ====================================================================  ============
 name          official layout read                                                  splits
 ============  ====================================================================  ============
-cifar10       ``cifar-10-batches-py/`` (torchvision's pickles, md5-verified)        train, test
-cifar100      ``cifar-100-python/`` (fine labels, md5-verified)                     train, test
+cifar10       ``cifar-10-batches-py/`` (read by torchvision, md5-verified)          train, test
+cifar100      ``cifar-100-python/`` (fine labels, read by torchvision, md5-verified)  train, test
 tinyimagenet  ``tiny-imagenet-200/`` (``wnids.txt``, ``train/<wnid>/images``,       train, test
               ``val/val_annotations.txt``; test = official val)
 fer2013       ``fer2013.csv`` or ``icml_face_data.csv`` (Usage column)              train, val,
@@ -27,7 +27,7 @@ rafdb         ``basic/EmoLabel/list_patition_label.txt``, ``basic/Image/aligned/
 chaoyang      ``train.json``, ``test.json``, ``train/``, ``test/``                  train, test
 ============  ====================================================================  ============
 
-Embedded datasets, no root and no download (SPEC Sec. 3.3 "CPU/CI proxy", Appendix B):
+Embedded datasets, no root and no download (the CPU proxies of paper Sec. 3.3):
 
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (real data, 1,797 images).
 * ``synthetic_bands``: images whose class signal lies in a chosen spatial-frequency band, with a
@@ -49,10 +49,9 @@ mean/std)").
 from __future__ import annotations
 
 import csv
-import hashlib
+import dataclasses
 import json
 import os
-import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,10 +71,10 @@ from nsf.train.cache import (
     write_cache,
 )
 from nsf.train.errors import DatasetCorruptError, DatasetNotFoundError
-from nsf.train.imagedataset import ImageDataset, channel_stats
+from nsf.train.imagedataset import Augmentation, ImageDataset, channel_stats
 from nsf.train.synthetic import digits, make_synthetic_bands
 
-__all__ = ["DATASETS", "ENV_ROOT", "load_dataset"]
+__all__ = ["DATASETS", "ENV_ROOT", "TRAIN_AUGMENTATION", "load_dataset"]
 
 #: The dataset names :func:`load_dataset` accepts (six on-disk datasets, two embedded).
 DATASETS: tuple[str, ...] = (
@@ -96,12 +95,41 @@ RAFDB_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger",
 CHAOYANG_CLASSES = ("normal", "serrated", "adenocarcinoma", "adenoma")
 FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 
+#: Each dataset's train augmentation (paper Sec. 3.3 and Sec. 5.1; the paddings are the usual
+#: ones, the paper does not state them). :class:`~nsf.train.loader.DeviceLoader` and
+#: :class:`~nsf.train.config.TrainConfig` take a field from here wherever theirs is ``None``.
+#:
+#: * CIFAR-10/100 and TinyImageNet: RandomCrop with 4 pixels of padding and a horizontal flip,
+#:   the standard pipeline of both (Sec. 5.1 states "random cropping and horizontal flipping" for
+#:   TinyImageNet; at 64 px a 4-pixel shift is the same share of the image as 2 px at 32 px,
+#:   a mild jitter that keeps the object in view).
+#: * FER2013 (48 px, pad 4) and RAF-DB (112 px after the resize, pad 8): crop and horizontal
+#:   flip. A mirrored face shows the same expression (the classes are left-right symmetric and
+#:   the faces are aligned about a vertical axis), so a horizontal flip keeps the label; an
+#:   upside-down face is not an image these datasets contain, so no vertical flip.
+#: * Chaoyang: horizontal and vertical flips, no crop. A tissue section has no up, down, left
+#:   or right, so every flip keeps the label; the 224-px resize already fixes the field of view.
+#: * digits and synthetic_bands: none. A mirrored digit is not the same digit (few digits are
+#:   left-right symmetric), and at 8x8 pixels a 1-pixel shift is an eighth of the image;
+#:   synthetic_bands translates its class signal at random itself (``shift=True``), so an
+#:   augmentation would only blur what the generator controls.
+TRAIN_AUGMENTATION: dict[str, Augmentation] = {
+    "cifar10": Augmentation(crop_pad=4, flip=True),
+    "cifar100": Augmentation(crop_pad=4, flip=True),
+    "tinyimagenet": Augmentation(crop_pad=4, flip=True),
+    "fer2013": Augmentation(crop_pad=4, flip=True),
+    "rafdb": Augmentation(crop_pad=8, flip=True),
+    "chaoyang": Augmentation(flip=True, vflip=True),
+    "digits": Augmentation(),
+    "synthetic_bands": Augmentation(),
+}
+
 
 def load_dataset(
     name: str, split: str = "train", root: str | os.PathLike | None = None, **options: Any
 ) -> ImageDataset:
-    """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (SPEC Sec.
-    3.2, Sec. 8.1, App. B).
+    """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (paper
+    Sec. 3.3, Sec. 5.1), carrying the dataset's :data:`TRAIN_AUGMENTATION`.
 
     Args:
         name: one of :data:`DATASETS`.
@@ -118,9 +146,9 @@ def load_dataset(
               ``progress=True`` (tqdm bar for large decodes).
             * ``cifar10``/``cifar100``: ``verify=True`` (torchvision's md5s),
               ``download=False`` (fetch with torchvision into ``<root>/<name>`` when True).
-            * ``fer2013``: ``channels=3`` (SPEC Sec. 3.2 "48x48 gray (->3ch)"; 1 keeps gray).
-            * ``rafdb``: ``size=112`` (SPEC Sec. 3.2 "Resize 112"; ``None`` keeps 100x100).
-            * ``chaoyang``: ``size=224`` (SPEC Sec. 3.2 "Resize 224"; ``None`` keeps 512x512).
+            * ``fer2013``: ``channels=3`` (48x48 gray repeated to 3 channels; 1 keeps gray).
+            * ``rafdb``: ``size=112`` (resized to 112x112; ``None`` keeps 100x100).
+            * ``chaoyang``: ``size=224`` (resized to 224x224; ``None`` keeps 512x512).
             * ``digits``: ``seed=0``, ``test_fraction=0.25``, ``label_noise=0.0``.
             * ``synthetic_bands``: see :func:`~nsf.train.synthetic.make_synthetic_bands`.
     """
@@ -132,10 +160,12 @@ def load_dataset(
     if split not in splits:
         raise ValueError(f"dataset {name!r} has splits {splits}, got {split!r}")
     if name == "digits":
-        return digits(split, **options)
-    if name == "synthetic_bands":
-        return make_synthetic_bands(split, **options)
-    return _load_on_disk(name, split, root, options)
+        data = digits(split, **options)
+    elif name == "synthetic_bands":
+        data = make_synthetic_bands(split, **options)
+    else:
+        data = _load_on_disk(name, split, root, options)
+    return dataclasses.replace(data, augmentation=TRAIN_AUGMENTATION[name])
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,96 +338,74 @@ def _decode_images(
         expect = (first.shape[1], first.shape[0])  # all images of a split must share a size
     out = np.empty((len(paths), *first.shape), np.uint8)
     out[0] = first
-    bar = None
-    if opts["progress"] and len(paths) >= 2000:
-        try:
-            from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(paths), desc=f"decoding {name}", unit="img")
-        except ImportError:  # tqdm is optional; decode silently without it
-            bar = None
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    shown = opts["progress"] and len(paths) >= 2000
+    bar = tqdm(total=len(paths), initial=1, desc=f"decoding {name}", unit="img", disable=not shown)
+    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
         for k, arr in enumerate(pool.map(read, paths[1:], chunksize=64), start=1):
             out[k] = arr
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
     return out.transpose(0, 3, 1, 2)
 
 
-# ---- CIFAR-10 / CIFAR-100 -------------------------------------------------------------------
+# ---- CIFAR-10 / CIFAR-100 (torchvision's file list, md5s and reader) -----------------------
 
 
-def _cifar_md5s(name: str) -> dict[str, str]:
-    """torchvision's official md5 table for the CIFAR python files (file name -> md5)."""
+def _cifar_class(name: str) -> Any:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    cls = CIFAR10 if name == "cifar10" else CIFAR100
-    table = {f: md5 for f, md5 in (*cls.train_list, *cls.test_list)}
-    table[cls.meta["filename"]] = cls.meta["md5"]
-    return table
+    return CIFAR10 if name == "cifar10" else CIFAR100
 
 
 def _cifar_download(name: str, target: Path, split: str) -> None:
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = CIFAR10 if name == "cifar10" else CIFAR100
     target.mkdir(parents=True, exist_ok=True)
-    cls(root=str(target), train=split == "train", download=True)
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    _cifar_class(name)(root=str(target), train=split == "train", download=True)
 
 
 def _plan_cifar(
     name: str, root: Path, base: Path, looked: list[Path], split: str, opts: dict[str, Any]
 ) -> _Plan:
-    if name == "cifar10":
-        folder = base / "cifar-10-batches-py"
-        data_files = (
-            [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]
-        )
-        meta_file, label_key, names_key = "batches.meta", "labels", "label_names"
-    else:
-        folder = base / "cifar-100-python"
-        data_files = ["train"] if split == "train" else ["test"]
-        meta_file, label_key, names_key = "meta", "fine_labels", "fine_label_names"
-    files = [folder / f for f in (*data_files, meta_file)]
-    _require(name, root, folder, looked)
-    for f in files:
-        _require(name, root, f)
-    if opts["verify"]:
-        table = _cifar_md5s(name)
-        for f in files:
-            got = _md5(f)
-            if got != table[f.name]:
-                raise DatasetCorruptError(
-                    name, f, f"failed its md5 checksum (got {got}, expected {table[f.name]})"
-                )
+    """The split's batches and the meta file, as torchvision lists them; each is checked against
+    torchvision's md5 (``verify``) here, before any decoding, so a failure names its file."""
+    from torchvision.datasets.utils import calculate_md5, check_integrity
 
-    def unpickle(path: Path) -> dict[str, Any]:
-        try:
-            with open(path, "rb") as fh:
-                return pickle.load(fh, encoding="latin1")
-        except Exception as exc:
+    cls = _cifar_class(name)
+    folder = _require(name, root, base / cls.base_folder, looked)
+    batches = cls.train_list if split == "train" else cls.test_list
+    md5s = dict(batches) | {cls.meta["filename"]: cls.meta["md5"]}  # file name -> md5
+    files = [_require(name, root, folder / f) for f in md5s]
+    for f in files if opts["verify"] else ():
+        expected = md5s[f.name]
+        if not check_integrity(f, expected):
+            got = calculate_md5(f)
             raise DatasetCorruptError(
-                name, path, f"is not a readable CIFAR pickle ({exc})"
-            ) from exc
+                name, f, f"failed its md5 checksum (got {got}, expected {expected})"
+            )
+    # torchvision's reader of this split alone, its own md5 check off: the files were checked
+    # above (or verify=False asked not to), and its check would also want the other split.
+    unchecked = [[f, None] for f, _ in batches]
+    reader = type(
+        cls.__name__,
+        (cls,),
+        {
+            "train_list": unchecked if split == "train" else [],
+            "test_list": unchecked if split == "test" else [],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
 
     def decode() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-        xs, ys = [], []
-        for f in files[:-1]:
-            entry = unpickle(f)
-            xs.append(np.asarray(entry["data"], np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(entry[label_key], np.int64))
-        classes = tuple(str(c) for c in unpickle(files[-1])[names_key])
-        return np.concatenate(xs), np.concatenate(ys), classes
+        try:
+            data = reader(root=str(base), train=split == "train", download=False)
+        except Exception as exc:  # a file that passed no md5 check (verify=False) and is bad
+            listing = ", ".join(f.name for f in files)
+            raise DatasetCorruptError(
+                name, folder, f"holds a file ({listing}) that torchvision cannot read ({exc!r})"
+            ) from exc
+        images = np.asarray(data.data, np.uint8).transpose(0, 3, 1, 2)  # HWC -> CHW
+        classes = tuple(str(c) for c in data.classes)
+        return images, np.asarray(data.targets, np.int64), classes
 
     return _Plan(files, decode)
 

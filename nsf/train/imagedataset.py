@@ -1,21 +1,58 @@
 """The in-memory form every dataset takes (paper Sec. 3.3, Sec. 5.1), and what its sources share.
 
 :class:`~nsf.train.imagedataset.ImageDataset` holds a whole split: one ``uint8`` tensor ``[N, C,
-H, W]`` and one ``int64``
-label tensor. :func:`channel_stats` computes the per-channel normalisation statistics exactly;
+H, W]``, one ``int64`` label tensor, and the dataset's train :class:`Augmentation`.
+:func:`channel_stats` computes the per-channel normalisation statistics exactly;
 :func:`keyed_generator` gives decorrelated, reproducible random streams per key (the embedded
 datasets and :class:`nsf.train.loader.DeviceLoader` draw from it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["ImageDataset", "channel_stats", "keyed_generator"]
+__all__ = ["Augmentation", "ImageDataset", "channel_stats", "keyed_generator"]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A train pipeline as :class:`~nsf.train.loader.DeviceLoader` applies it (paper Sec. 3.3,
+    Sec. 5.1): RandomCrop with ``crop_pad`` pixels of zero padding (0: no crop), then a random
+    horizontal ``flip`` and a random vertical ``vflip``. The default is no augmentation."""
+
+    crop_pad: int = 0
+    flip: bool = False
+    vflip: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop_pad, int) or isinstance(self.crop_pad, bool):
+            raise TypeError(f"crop_pad must be an int, got {self.crop_pad!r}")
+        if self.crop_pad < 0:
+            raise ValueError(f"crop_pad must be >= 0, got {self.crop_pad}")
+        if not isinstance(self.flip, bool) or not isinstance(self.vflip, bool):
+            raise TypeError(f"flip and vflip must be bools, got {self.flip!r}, {self.vflip!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes any image."""
+        return self.crop_pad > 0 or self.flip or self.vflip
+
+    def override(
+        self, crop_pad: int | None = None, flip: bool | None = None, vflip: bool | None = None
+    ) -> Augmentation:
+        """This augmentation with the given fields replaced; ``None`` keeps a field."""
+        given = {"crop_pad": crop_pad, "flip": flip, "vflip": vflip}
+        return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"crop_pad": ..., "flip": ..., "vflip": ...}``, the fields of a TrainConfig."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: compare by identity, tensors have no bool ==
@@ -24,8 +61,10 @@ class ImageDataset:
 
     ``mean``/``std`` are the per-channel statistics of the train split's ``images / 255``, used by
     :class:`~nsf.train.loader.DeviceLoader` to normalise. ``clean_labels`` is set only where
-    labels were corrupted
-    on purpose (the embedded datasets' ``label_noise`` option): it holds the labels before noise.
+    labels were corrupted on purpose (the embedded datasets' ``label_noise`` option): it holds
+    the labels before noise. ``augmentation`` is the dataset's declared train augmentation
+    (:data:`nsf.train.datasets.TRAIN_AUGMENTATION`), which a training loader applies unless told
+    otherwise; every split of a dataset carries it, a loader with ``train=False`` never applies it.
     """
 
     name: str
@@ -36,6 +75,7 @@ class ImageDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     clean_labels: Tensor | None = None
+    augmentation: Augmentation = Augmentation()
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -55,6 +95,8 @@ class ImageDataset:
             self.classes
         ):
             raise ValueError(f"labels must lie in [0, {len(self.classes)})")
+        if not isinstance(self.augmentation, Augmentation):
+            raise TypeError(f"augmentation must be an Augmentation, got {self.augmentation!r}")
         if not self.images.is_contiguous():
             object.__setattr__(self, "images", self.images.contiguous())
 

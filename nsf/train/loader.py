@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from nsf.train.imagedataset import ImageDataset, keyed_generator
+from nsf.train.imagedataset import Augmentation, ImageDataset, keyed_generator
 
 __all__ = ["DeviceLoader", "crop_flip"]
 
@@ -60,9 +60,12 @@ class DeviceLoader:
     """Batches from an :class:`~nsf.train.imagedataset.ImageDataset` held on ``device`` (moved
     there once).
 
-    The train pipeline of SPEC Sec. 3.2/8.1 (RandomCrop with zero padding ``crop_pad``, random
-    horizontal flip, per-channel normalisation) runs in batch on the device, so a GPU never waits
-    for JPEG decoding. ``vflip=True`` adds the vertical flip SPEC Sec. 3.2 lists for Chaoyang.
+    The train pipeline of paper Sec. 3.3 and Sec. 5.1 (RandomCrop with zero padding
+    ``crop_pad``, random horizontal ``flip``, random vertical ``vflip``, per-channel
+    normalisation) runs in batch on the device, so a GPU never waits for JPEG decoding. Each of
+    ``crop_pad``, ``flip`` and ``vflip`` left ``None`` takes the value the dataset declares
+    (``dataset.augmentation``, e.g. CIFAR's pad 4 and flip, none for digits); ``augmentation``
+    is what the loader then applies (no augmentation with ``train=False``).
 
     Determinism and resumption: epoch ``e`` uses one permutation drawn from ``(seed, e)``; the
     augmentation of batch ``i`` comes from a generator seeded with ``(seed, e, i)`` and is drawn
@@ -91,28 +94,28 @@ class DeviceLoader:
         device: str | torch.device,
         train: bool,
         seed: int,
-        crop_pad: int = 4,
-        flip: bool = True,
+        crop_pad: int | None = None,
+        flip: bool | None = None,
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool | None = None,
         channels_last: bool = False,
-        vflip: bool = False,
+        vflip: bool | None = None,
         keep_on_device: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
-        if crop_pad < 0:
-            raise ValueError(f"crop_pad must be >= 0, got {crop_pad}")
         if not train and drop_last:
             raise ValueError("train=False keeps every sample; drop_last=True is not allowed")
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.train, self.seed = train, seed
-        self.crop_pad, self.flip, self.vflip = crop_pad, flip, vflip
+        declared = dataset.augmentation.override(crop_pad, flip, vflip)  # checks the values
+        #: The augmentation this loader applies (none when ``train=False``).
+        self.augmentation: Augmentation = declared if train else Augmentation()
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
         self.global_batch = batch_size * world_size
@@ -150,12 +153,13 @@ class DeviceLoader:
         assert self._perm is not None
         return self._perm
 
-    def augmentation(self, epoch: int, batch: int, count: int) -> tuple[Tensor, Tensor, Tensor]:
+    def draw(self, epoch: int, batch: int, count: int) -> tuple[Tensor, Tensor, Tensor]:
         """Crop offsets ``[2, count]`` and h/v flip masks ``[count]`` of one global batch (CPU)."""
+        aug = self.augmentation
         g = keyed_generator("augment", self.seed, epoch, batch)
-        offsets = torch.randint(0, 2 * self.crop_pad + 1, (2, count), generator=g)
+        offsets = torch.randint(0, 2 * aug.crop_pad + 1, (2, count), generator=g)
         flips = torch.rand((2, count), generator=g) < 0.5
-        return offsets, flips[0] & self.flip, flips[1] & self.vflip
+        return offsets, flips[0] & aug.flip, flips[1] & aug.vflip
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images float32 [B_local, C, H, W], labels int64 [B_local])`` on the device."""
@@ -175,11 +179,12 @@ class DeviceLoader:
                 idx = torch.arange(g0 + lo, g0 + hi, device=self._store)
             x = self._images[idx].to(self.device, non_blocking=True)
             y = self._labels[idx].to(self.device, non_blocking=True)
-            if self.train and (self.crop_pad > 0 or self.flip or self.vflip):
-                offsets, hflip, vflip = self.augmentation(epoch, i, count)
+            if self.augmentation.active:
+                offsets, hflip, vflip = self.draw(epoch, i, count)
                 params = torch.cat([offsets, hflip[None], vflip[None]])[:, lo:hi]
                 params = params.to(self.device, non_blocking=True)
-                x = crop_flip(x, params[:2], params[2].bool(), params[3].bool(), self.crop_pad)
+                pad = self.augmentation.crop_pad
+                x = crop_flip(x, params[:2], params[2].bool(), params[3].bool(), pad)
             out = torch.addcmul(-self._shift, x.float(), self._scale)  # (x/255 - mean) / std
             fmt = torch.channels_last if self.channels_last else torch.contiguous_format
             yield out.contiguous(memory_format=fmt), y

@@ -165,19 +165,18 @@ class _Trainer:
             world_size=W,
             channels_last=config.channels_last,
         )
-        augmentation = {"crop_pad": config.crop_pad, "flip": config.flip, "vflip": config.vflip}
         self.train_loader = DeviceLoader(
             train_set,
             config.batch_size // W,
             train=True,
-            **{k: v for k, v in augmentation.items() if v is not None},  # None: the data's own
+            crop_pad=config.crop_pad,  # None: the dataset's own (TrainConfig.on fills them in)
+            flip=config.flip,
+            vflip=config.vflip,
             drop_last=config.drop_last,  # explicit: the loader's default depends on W
             **common,
         )
         self.val_loader = DeviceLoader(val_set, config.eval_batch_size // W, train=False, **common)
-        used = self.train_loader.augmentation
-        used = self.train_loader if callable(used) else used
-        self.augmentation = {k: getattr(used, k) for k in augmentation}
+        self.augmentation = self.train_loader.augmentation.to_dict()  # recorded in finished.json
         self.iters_per_epoch = len(self.train_loader)
         self.batch_counts = global_batch_counts(
             len(train_set), config.batch_size, self.iters_per_epoch
