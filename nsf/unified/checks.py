@@ -135,7 +135,8 @@ def _order_check(
     for runs in (low, high):
         t_k = runs[p].steps_to_reduce()
         k = np.arange(1, len(t_k) + 1)
-        rho.append(float(spearmanr(t_k, k).statistic) if np.isfinite(t_k).any() else np.nan)
+        varies = np.isfinite(t_k).any() and np.unique(t_k).size > 1
+        rho.append(float(spearmanr(t_k, k).statistic) if varies else np.nan)
     statistic = f"ρ(a) = {rho[0]:+.2f}, ρ(b) = {rho[1]:+.2f}"
     if not np.isfinite(rho).all():
         why = f"{statistic}: T_k unreached or constant in a target"
