@@ -218,7 +218,8 @@ def test_d1_all_hold_on_the_base_runs_with_honest_strengths():
 
 
 def test_d1_slope_clause():
-    assert d1("(a) low: slope", low_0=make_run(FLAT, 1e-7)).passed is True
+    assert d1("(a) low: slope", low_0=make_run(FLAT, 1e-6)).passed is True  # at the bar
+    assert d1("(a) low: slope", low_0=make_run(FLAT, 2e-6)).passed is False
     check = d1("(a) low: slope", low_0=make_run(FLAT, 1e-5))
     assert check.passed is False and "1.0e-05" in check.statistic
     assert d1("(b) high: slope", high_0=make_run(FLAT, 1e-5)).passed is False
@@ -236,6 +237,7 @@ def test_d1_neutral_clause():
     del low[0.0]
     missing = next(c for c in unified.diagonal_checks(low, high) if c.name == "(a) low: p = 0")
     assert missing.passed is None and missing.verdict == "no p = 0 run"
+    assert unified.holds_count(unified.diagonal_checks(low, high)) == "5 of 5"  # decided only
 
 
 def test_d1_order_clause_in_each_target():
