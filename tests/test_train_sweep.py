@@ -19,6 +19,7 @@ from filelock import FileLock
 
 from nsf.train.metrics import TIMING_COLUMNS, read_metrics_csv
 from nsf.train.sweep import FAILED_FILE, Sweep, collect, run_local, run_point, status, submit
+from nsf.validation import describe
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {
@@ -99,12 +100,20 @@ def test_every_point_has_its_own_run_directory_and_the_plan_is_reproducible(tmp_
         ({"sections": {}}, "sections"),
     ],
 )
-def test_a_bad_sweep_is_refused_by_name_before_anything_is_written(tmp_path, spec, needle):
+def test_a_bad_sweep_is_refused_by_name(spec, needle):
+    with pytest.raises(ValueError) as error:
+        Sweep(**{"base": BASE, "grid": GRID, **spec})
+    message = describe(error.value) if hasattr(error.value, "errors") else str(error.value)
+    assert needle in message
+
+
+def test_the_command_refuses_a_bad_sweep_before_anything_is_written(tmp_path):
     path = tmp_path / "sweep.json"
-    path.write_text(json.dumps({"base": BASE, "grid": GRID, **spec}))
+    path.write_text(json.dumps({"base": {**BASE, "epoch": 3}, "grid": GRID}))
     result = _nsf("sweep", "run", str(path), "--store", str(tmp_path / "runs"), timeout=60)
     assert result.returncode == 2, result.stderr
-    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("nsf: error: ") and "Traceback" not in result.stderr
+    assert "epoch = 3: Unexpected keyword argument" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -144,6 +153,7 @@ def test_a_local_sweep_runs_every_point_once_and_then_nothing(local_store):
     assert {p: p.stat().st_mtime_ns for p in store.glob("*/finished.json")} == stamps
 
 
+@pytest.mark.slow
 def test_array_job_indices_give_the_local_store(local_store, tmp_path):
     """Slow for a reason: four fresh processes, as four array tasks would start."""
     sweep, store = local_store
@@ -183,19 +193,23 @@ def test_a_sweep_killed_twice_completes_with_every_run_once(tmp_path):
     cmd = [sys.executable, "-m", "nsf", "sweep", "run", str(spec), "--store", str(store),
            "--workers", "2", "--no-progress"]  # fmt: skip
     finished_before: dict[Path, int] = {}
-    for kill in range(2):
+    interrupted: set[str] = set()
+    for _ in range(2):
+        start = time.time()
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        done = len(list(store.glob("*/finished.json")))
         deadline = time.monotonic() + 240
-        while len(list(store.glob("*/checkpoint.pt"))) + done <= kill + done and (
-            len(list(store.glob("*/finished.json"))) < done + 1
-        ):
+        while not [p for p in store.glob("*/checkpoint.pt") if p.stat().st_mtime > start]:
             assert proc.poll() is None and time.monotonic() < deadline, "the sweep made no progress"
             time.sleep(0.01)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         finished_before.update({p: p.stat().st_mtime_ns for p in store.glob("*/finished.json")})
+        interrupted |= {
+            p.parent.name for p in store.glob("*/checkpoint.pt")
+            if not (p.parent / "finished.json").exists()
+        }  # fmt: skip
+    assert interrupted, "no run was interrupted mid-training"
     assert len(finished_before) < len(sweep), "the kills came too late to interrupt anything"
     result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -258,9 +272,13 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path):
 
 
 def test_the_slurm_submission_is_one_array_with_the_requested_resources(tmp_path, monkeypatch):
-    """A stand-in ``sbatch`` on PATH records what submitit would hand to SLURM."""
+    """A stand-in ``sbatch`` on PATH records what submitit would hand to SLURM (and a stand-in
+    ``srun``, whose presence submitit takes for a SLURM node)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     sbatch = bin_dir / "sbatch"
     sbatch.write_text(
         f'#!/bin/sh\ncp "$1" {tmp_path}/submission.sh\necho "Submitted batch job 4242"\n'

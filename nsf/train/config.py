@@ -65,7 +65,8 @@ class TrainConfig:
     step t is ``lr * schedule(t)``, as ``LambdaLR``), its steps counted in ``lr_unit``
     (``"epoch"``: the lr changes between epochs; ``"iteration"``); ``p_schedule``, a spec of a p
     schedule in iterations; the NSF options ``betas``, ``eps``, ``weight_decay`` (coupled L2,
-    SPEC 1.6), ``momentum``, ``bias_correction``, ``eps_mode``, ``update_norm``.
+    Sec. 3.1), ``momentum``, ``bias_correction``, ``eps_mode``, ``update_norm`` (``None``, also
+    written ``"none"``, or ``"rms_matched"``).
     Execution: ``seed``, ``deterministic`` (deterministic algorithms, no cuDNN benchmark),
     ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``), ``amp`` (``"auto"``: bf16 autocast on CUDA,
     none on a CPU; ``"bf16"``; ``"none"``), ``channels_last`` (CUDA only), ``compile``
@@ -130,6 +131,12 @@ class TrainConfig:
         if value not in choices:
             raise ValueError(f"{value!r} is not one of {choices}")
         return value
+
+    @field_validator("update_norm", mode="before")
+    @classmethod
+    def _none_by_name(cls, value: Any) -> Any:
+        """``"none"`` is ``None``: TOML has no null, and a sweep's grid may list both."""
+        return None if value == "none" else value
 
     @field_validator("lr_schedule", "p_schedule")
     @classmethod
