@@ -64,8 +64,8 @@ class TrainConfig:
     ``lr`` and ``lr_schedule``, a spec of :mod:`nsf.schedules` that multiplies ``lr`` (the lr of
     step t is ``lr * schedule(t)``, as ``LambdaLR``), its steps counted in ``lr_unit``
     (``"epoch"``: the lr changes between epochs; ``"iteration"``); ``p_schedule``, a spec of a p
-    schedule in iterations; the NSF options ``betas``, ``eps``, ``weight_decay`` (coupled L2,
-    Sec. 3.1), ``momentum``, ``bias_correction``, ``eps_mode``, ``update_norm`` (``None``, also
+    schedule in iterations; the NSF options ``betas``, ``eps``, ``weight_decay`` (coupled L2),
+    ``momentum``, ``bias_correction``, ``eps_mode``, ``update_norm`` (``None``, also
     written ``"none"``, or ``"rms_matched"``).
     Execution: ``seed``, ``deterministic`` (deterministic algorithms, no cuDNN benchmark),
     ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``), ``amp`` (``"auto"``: bf16 autocast on CUDA,
