@@ -49,7 +49,7 @@ def _edit_notebook(root, package):
 
 
 def _edit_module(root, package):
-    _append(package / "unified.py", "\n# an edit\n")
+    _append(package / "schedules.py", "\n# an edit\n")
 
 
 def _edit_profile_value(root, package):

@@ -3,9 +3,9 @@
 - :mod:`nsf.book.profiles`: every chapter's parameters, tags and ``ci``/``paper`` overrides
   (``profiles.toml``).
 - :mod:`nsf.book.parameters`: a chapter's parameters checked before any kernel starts.
-- :mod:`nsf.book.build`: execution through the run store (cached) and the Jupyter Book build.
+- ``nsf.book.build``: execution through the run store (cached) and the Jupyter Book build.
 - :mod:`nsf.book.figures`: the figure helper every chapter uses (theme, files, captions, glue).
-- :mod:`nsf.book.provenance`: commit, device and the repository root.
+- ``nsf.book.provenance``: commit, device and the repository root.
 """
 
 from nsf.book.build import (

@@ -69,7 +69,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 def source_hash(package: Path | None = None) -> str:
     """SHA-256 over the ``.py`` and ``.toml`` files of the ``nsf`` package (default
-    :data:`PACKAGE`): an edit anywhere in it, the profile table included, re-executes chapters."""
+    ``PACKAGE``): an edit anywhere in it, the profile table included, re-executes chapters."""
     return tree_hash(package or PACKAGE, suffixes={".py", ".toml"})
 
 

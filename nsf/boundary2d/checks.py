@@ -46,8 +46,9 @@ def alignment_checks(
 ) -> list[Check]:
     """B-1..B-3 of Sec. 4.2.2 on per-p alignment times (lower = earlier).
 
-    ``times`` is :meth:`PanelResult.t_align` (t90; inf = never aligned, ``label="t90"``) or any
-    "time" where lower is better (minus :meth:`PanelResult.scores` for the log-time score, with
+    ``times`` is :meth:`~nsf.boundary2d.results.PanelResult.t_align` (t90; inf = never
+    aligned, ``label="t90"``) or any "time" where lower is better (minus
+    :meth:`~nsf.boundary2d.results.PanelResult.scores` for the log-time score, with
     ``label="score"``). Returns three :class:`~nsf.verdicts.Check`, all of strength
     ``independent`` (see the module's docstring for why).
     """

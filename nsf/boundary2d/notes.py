@@ -194,8 +194,8 @@ def step_ratio_note(results: Mapping[str, PanelResult]) -> str:
 
 
 def metrics_overview(results: Mapping[str, PanelResult]):
-    """Every panel's :meth:`PanelResult.metrics_table`, a selection of its columns renamed for
-    reading, stacked and indexed by (panel, p)."""
+    """Every panel's :meth:`~nsf.boundary2d.results.PanelResult.metrics_table`, a selection of
+    its columns renamed for reading, stacked and indexed by (panel, p)."""
     import pandas as pd
 
     demo = next(iter(results.values())).demo

@@ -44,7 +44,7 @@ class PanelResult:
 
     Attributes:
         demo, panel: the configuration.
-        data: the :class:`~nsf.boundary2d.Samples` used (``train``, ``test``,
+        data: the :class:`~nsf.boundary2d.geometry.Samples` used (``train``, ``test``,
             ``test_trainprop``).
         history: pandas DataFrame, one row per (p, iteration 0..iters): ``acc`` (test, 50/50),
             ``acc_near`` (test near branches), ``acc_trainprop``, ``bayes_agreement`` (test),

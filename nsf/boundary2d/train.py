@@ -71,11 +71,11 @@ class UpdateFactors(NamedTuple):
 def update_factors(opt: NSF, model: nn.Module) -> dict[str, UpdateFactors]:
     """name -> :class:`UpdateFactors` of each parameter's most recent step (Eq. 3).
 
-    The denominator is :meth:`NSF.update_terms`' own, so bias correction, the heavy-ball buffer,
-    eps_mode and amsgrad are those the optimizer applied. The ratio is read off the same terms:
-    the step u is m^ / denominator rescaled per tensor, so r = ||u|| / ||m^ / denominator|| (1
-    where m^ = 0, as NSF leaves such a step unscaled). Needs at least one step: before it, the
-    optimizer has no terms (``update_terms`` raises).
+    The denominator is :meth:`nsf.optim.NSF.update_terms`' own, so bias correction, the
+    heavy-ball buffer, eps_mode and amsgrad are those the optimizer applied. The ratio is read
+    off the same terms: the step u is m^ / denominator rescaled per tensor, so
+    r = ||u|| / ||m^ / denominator|| (1 where m^ = 0, as NSF leaves such a step unscaled). Needs
+    at least one step: before it, the optimizer has no terms (``update_terms`` raises).
     """
     out = {}
     for name, param in model.named_parameters():
@@ -93,7 +93,7 @@ def update_factors(opt: NSF, model: nn.Module) -> dict[str, UpdateFactors]:
 def per_sample_grads(
     model: nn.Module, X: torch.Tensor, y: torch.Tensor, reduction: str
 ) -> dict[str, torch.Tensor]:
-    """name -> (n, *shape): the gradient of each sample's share of the batch loss (BCE/n for
+    """name -> ``(n, *shape)``: the gradient of each sample's share of the batch loss (BCE/n for
     ``"mean"``, BCE for ``"sum"``) at the model's current parameters, by
     ``torch.func.vmap(grad(...))``."""
     params = {k: v.detach() for k, v in model.named_parameters()}
@@ -148,7 +148,8 @@ def train_panel(
     optimizer is NSF with ``betas``, ``eps``, ``eps_mode``, ``momentum`` of ``demo``, bias
     correction, no weight decay, and the panel's reduction, learning rate and update_norm.
     Metrics are recorded at every iteration (book chapter 05, "Metrics") and snapshots at the
-    checkpoints. Deterministic on CPU for fixed seeds. Returns a :class:`PanelResult`.
+    checkpoints. Deterministic on CPU for fixed seeds. Returns a
+    :class:`~nsf.boundary2d.results.PanelResult`.
     """
     import pandas as pd
 

@@ -18,7 +18,7 @@ its authors distribute (``data/README.md`` gives sources, licences and the layou
 name          official layout read                                                  splits
 ============  ====================================================================  ============
 cifar10       ``cifar-10-batches-py/`` (read by torchvision, md5-verified)          train, test
-cifar100      ``cifar-100-python/`` (fine labels, read by torchvision, md5-verified)  train, test
+cifar100      ``cifar-100-python/`` (fine labels; torchvision, md5-verified)        train, test
 tinyimagenet  ``tiny-imagenet-200/`` (``wnids.txt``, ``train/<wnid>/images``,       train, test
               ``val/val_annotations.txt``; test = official val)
 fer2013       ``fer2013.csv`` or ``icml_face_data.csv`` (Usage column)              train, val,

@@ -37,6 +37,7 @@ Correct by construction:
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -75,6 +76,12 @@ from nsf.train.results import (
 )
 
 __all__ = ["train"]
+
+
+#: Batches between two samples of the update size (``update_rms`` of ``metrics.csv``): a fixed
+#: stride, so the metric depends on the run key only (not on ``log_every``), at a cost of one
+#: pass over the weights every 10 steps.
+UPDATE_SAMPLE_EVERY = 10
 
 
 def train(
@@ -234,6 +241,7 @@ class _Trainer:
         self.p_sum = 0.0
         self.epoch_iters = 0
         self.train_time = 0.0
+        self.update_sq, self.update_samples = 0.0, 0
 
     def _checkpoint_state(self) -> dict[str, Any]:
         acc = self.dist.all_reduce_(self.acc.clone())  # the sum over processes; rank 0 resumes it
@@ -250,6 +258,8 @@ class _Trainer:
                 "acc": acc.cpu(),
                 "p_sum": self.p_sum,
                 "epoch_iters": self.epoch_iters,
+                "update_sq": self.update_sq,
+                "update_samples": self.update_samples,
                 "train_time": self.train_time,
             },
             "rows": self.rows,
@@ -282,6 +292,7 @@ class _Trainer:
             acc["epoch_iters"],
             acc["train_time"],
         )
+        self.update_sq, self.update_samples = acc["update_sq"], acc["update_samples"]
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -358,6 +369,8 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.batch % UPDATE_SAMPLE_EVERY == 0:  # before the schedulers move p and lr
+                self._sample_update_size(lr)
             self.p_scheduler.step()
             self.lr_scheduler.step()
 
@@ -399,6 +412,7 @@ class _Trainer:
             "iteration": self.iteration,
             "lr": self._lr_at(self.iteration - 1),
             "p_mean": self.p_sum / max(self.epoch_iters, 1),
+            "update_rms": math.sqrt(self.update_sq / max(self.update_samples, 1)),
             "train_loss": totals[0] / count,
             "train_top1": totals[1] / count,
             "val_loss": val["loss"],
@@ -422,6 +436,21 @@ class _Trainer:
         self._reset_epoch_accumulators()
         self._save_checkpoint()
         self._write_logs()
+
+    @torch.no_grad()
+    def _sample_update_size(self, lr: float) -> None:
+        """Add the squared RMS over all weights of the step just taken, lr * u (Eq. 3's update,
+        :meth:`nsf.optim.NSF.update_terms`); sampled at the epoch's batches 0, 10, 20, ...
+        (``UPDATE_SAMPLE_EVERY``)."""
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        for param in self.net.parameters():
+            if param in self.optimizer.state:
+                step = self.optimizer.update_terms(param).step
+                total += step.double().square().sum()
+                count += step.numel()
+        self.update_sq += lr**2 * total.item() / max(count, 1)
+        self.update_samples += 1
 
     def _lr_at(self, it: int) -> float:
         return self.config.lr * self.lr_scheduler.schedules[0](it)

@@ -11,7 +11,9 @@ __all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "metrics_csv", "read_metrics_csv"
 
 #: Columns of ``metrics.csv``, one row per epoch. Accuracies are fractions in [0, 1];
 #: ``val_top5`` is top-min(5, C); ``val_ece`` is the 15-bin expected calibration error;
-#: ``lr`` is the learning rate of the epoch's last iteration; ``epoch_time_s`` is the wall time of
+#: ``lr`` is the learning rate of the epoch's last iteration; ``update_rms`` the RMS over all
+#: weights of the step lr * u (sampled every 10 batches, the root of the mean square: the step size
+#: that p changes at a fixed lr); ``epoch_time_s`` is the wall time of
 #: the epoch (training and evaluation) and ``train_images_per_s`` the training throughput (all
 #: processes together).
 METRIC_COLUMNS = (
@@ -19,6 +21,7 @@ METRIC_COLUMNS = (
     "iteration",
     "lr",
     "p_mean",
+    "update_rms",
     "train_loss",
     "train_top1",
     "val_loss",

@@ -47,7 +47,7 @@ def holds_count(checks: Sequence[Check]) -> str:
 
 def equivalence_checks(equivalences: pd.DataFrame) -> list[Check]:
     """One check per row of :func:`nsf.unified.torch_equivalences`: "equal" holds when the
-    largest relative difference is at most :data:`EQUIVALENCE_TOL`, "differs" when it exceeds it.
+    largest relative difference is at most ``EQUIVALENCE_TOL``, "differs" when it exceeds it.
 
     Strength ``identity``: each endpoint is an algebraic identity of Eq. 3 (p = 1/2 is Adam's
     update term for term, p = 0 with eps = 0 is SGD's), and NSF computes these cases with the same
@@ -180,7 +180,7 @@ def diagonal_note(checks: Sequence[Check]) -> str:
 
 def timing_note(ratios: pd.DataFrame) -> str:
     """The step times of :func:`nsf.unified.step_time_table` in words: NSF at a general p
-    against Adam and the bar :data:`NEGLIGIBLE`, the fused step if it was timed, the fast paths."""
+    against Adam and the bar ``NEGLIGIBLE``, the fused step if it was timed, the fast paths."""
     from nsf.unified.timing import FUSED, GENERAL_P
 
     over = ratios["× Adam"]

@@ -67,7 +67,8 @@ def diagonal_demo(
 
     Returns a :class:`DiagonalRun` per p. The realised gain is measured from the parameter's
     change over the probe step, against :math:`\hat m` and :math:`\hat v` of that step as
-    :meth:`nsf.NSF.update_terms` reports them. ``noise_std`` is the per-coefficient std of xi_k.
+    :meth:`nsf.optim.NSF.update_terms` reports them. ``noise_std`` is the per-coefficient std of
+    xi_k.
     ``spectrum`` is ``"low"`` (y_k ~ 1/k) or ``"high"`` (y_k ~ k^0.5, capped at 1).
     """
     if not p_values:
