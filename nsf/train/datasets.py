@@ -12,20 +12,21 @@ augmentation (:data:`TRAIN_AUGMENTATION`). ::
         ...
 
 On-disk datasets (paper Sec. 3.3 and Sec. 5.1), each under ``<root>/<name>/`` in the layout
-its authors distribute (``data/README.md`` gives sources, licences and the layout trees):
+its authors distribute (the book's Datasets page, ``book/datasets.md``, gives sources, terms,
+citations and the layout trees):
 
-============  ====================================================================  ============
-name          official layout read                                                  splits
-============  ====================================================================  ============
-cifar10       ``cifar-10-batches-py/`` (read by torchvision, md5-verified)          train, test
-cifar100      ``cifar-100-python/`` (fine labels; torchvision, md5-verified)        train, test
-tinyimagenet  ``tiny-imagenet-200/`` (``wnids.txt``, ``train/<wnid>/images``,       train, test
+============  ======================================================================  ===========
+name          official layout read                                                    splits
+============  ======================================================================  ===========
+cifar10       ``cifar-10-batches-py/`` (read by torchvision, md5-verified)            train, test
+cifar100      ``cifar-100-python/`` (fine labels, read by torchvision, md5-verified)  train, test
+tinyimagenet  ``tiny-imagenet-200/`` (``wnids.txt``, ``train/<wnid>/images``,         train, test
               ``val/val_annotations.txt``; test = official val)
-fer2013       ``fer2013.csv`` or ``icml_face_data.csv`` (Usage column)              train, val,
-                                                                                    test
-rafdb         ``basic/EmoLabel/list_patition_label.txt``, ``basic/Image/aligned/``  train, test
-chaoyang      ``train.json``, ``test.json``, ``train/``, ``test/``                  train, test
-============  ====================================================================  ============
+fer2013       ``fer2013.csv`` or ``icml_face_data.csv`` (Usage column)                train, val,
+                                                                                      test
+rafdb         ``basic/EmoLabel/list_patition_label.txt``, ``basic/Image/aligned/``    train, test
+chaoyang      ``train.json``, ``test.json``, ``train/``, ``test/``                    train, test
+============  ======================================================================  ===========
 
 Embedded datasets, no root and no download (the CPU proxies of paper Sec. 3.3):
 
@@ -42,8 +43,7 @@ detected and rebuilt, and a changed source file triggers a rebuild. A missing da
 dataset, the expected layout, the failing file and where to get the data.
 
 Normalisation statistics (``mean``/``std``) are always those of the *train* split, so train and
-test images are normalised identically (SPEC Sec. 8.1 "per-channel normalization (dataset
-mean/std)").
+test images are normalised identically (per-channel normalisation with the dataset's mean and std).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The two errors of the dataset loaders; each names the dataset, the failing file, the layout
-the loader expects and where to get the data (``data/README.md`` has the same in long form)."""
+the loader expects and where to get the data (the book's Datasets page, ``book/datasets.md``, has
+the same in long form, with each dataset's terms and citation)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ _SOURCES: dict[str, _Source] = {
         "FER2013",
         "Kaggle, 'Challenges in Representation Learning: Facial Expression Recognition "
         "Challenge' (login required): icml_face_data.csv, or fer2013.csv from fer2013.tar.gz",
-        "Kaggle competition rules; research use only",
+        "the competition's rules on Kaggle, accepted when you download; no licence is published "
+        "for the images",
         "fer2013/\n└── fer2013.csv  (columns emotion, pixels, Usage)\n"
         "    or icml_face_data.csv  (columns emotion, ' Usage', ' pixels')",
     ),
@@ -60,8 +62,8 @@ _SOURCES: dict[str, _Source] = {
     ),
     "chaoyang": _Source(
         "Chaoyang (colon histopathology)",
-        "https://bupt-ai-cz.github.io/HSA-NRL/ (request the data from the authors)",
-        "Chaoyang licence: non-commercial use, no redistribution, cite Zhu et al. (IEEE TMI 2021)",
+        "https://bupt-ai-cz.github.io/HSA-NRL/ (the authors' download instructions)",
+        "Chaoyang licence: non-commercial use, no redistribution, cite Zhu et al. (IEEE TMI 2022)",
         "chaoyang/\n├── train.json  ([{'name': 'train/xxx.JPG', 'label': 0-3}, …])\n"
         "├── test.json\n├── train/*.JPG\n└── test/*.JPG",
     ),
@@ -76,7 +78,8 @@ def _source_note(name: str) -> str:
     src = _SOURCES[name]
     return (
         f"Expected layout under the data root ($NSF_DATA_ROOT or root=):\n{_indent(src.layout)}\n"
-        f"Where to get {src.title}: {src.where}.\nTerms: {src.terms}. See data/README.md."
+        f"Where to get {src.title}: {src.where}.\nTerms: {src.terms}.\n"
+        "See the book's Datasets page (book/datasets.md) and data/README.md."
     )
 
 
