@@ -227,7 +227,10 @@ def intermediate_peak(
     )
     why = _no_spread(c, verdict)
     if verdict is True and len(peaks) < min_peaks:
-        verdict, why = None, f"fewer than {min_peaks} distinct local maxima"
+        verdict = None
+        why = (
+            f"fewer than {min_peaks} distinct local maxima" if min_peaks > 1 else "no distinct peak"
+        )
     return _check("C3", dataset, policy, crit, stat, verdict, why)
 
 
@@ -237,7 +240,7 @@ def extremes_degrade(
     """C4 (Sec. 3.3): both endpoint means (the smallest and the largest p) are below the best
     interior mean by more than the seed spread. Fails when an endpoint is above it by more than the
     spread; undecided otherwise, or with fewer than 3 p."""
-    crit = f"both endpoint means top-1 < best interior mean by > {_spread_text(k_sigma)}"
+    crit = f"mean top-1 at both endpoints < best interior mean by > {_spread_text(k_sigma)}"
     c = _curve(final, dataset, policy, k_sigma)
     need = None if c is None or len(c.p) >= 3 else "needs at least 3 p"
     if (early := _missing("C4", dataset, policy, crit, c, need)) is not None:
