@@ -6,7 +6,7 @@ The input is a tidy frame, one row per run and epoch, with at least the columns 
 (the RMS of the parameter update) is used where present. A run is one (dataset, policy, p, seed).
 
 **The seed spread.** Two per-p means are told apart only when their difference exceeds the seed
-spread of that difference,
+spread of that difference::
 
     spread(p, q) = k_sigma * s_pooled * sqrt(1 / n_p + 1 / n_q),
 
