@@ -397,3 +397,53 @@ def test_ddp_gradient_of_an_uneven_batch_equals_the_full_batch_gradient():
     torch.testing.assert_close((per_rank[0] + per_rank[1]) / 2, full, rtol=1e-6, atol=1e-7)
     one = grad(scaled_loss(torch.nn.functional.cross_entropy(x @ w, y, reduction="sum"), 3, 1))
     torch.testing.assert_close(one, full, rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------
+# The update size (update_rms): the confound of a fixed lr across p
+
+
+def _one_step(tmp_path, **changes):
+    """One full-batch iteration of the small CNN on digits: update_rms is that one step's."""
+    config = TrainConfig(
+        **{**DIGITS, "epochs": 1, "batch_size": 2048, "lr": 0.05, "weight_decay": 0.0, **changes}
+    )
+    result = train(config, tmp_path / "store", progress=False)
+    return config, result
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"kind": "constant", "p": 0.0},
+        {"kind": "constant", "p": 0.5},
+        {"kind": "constant", "p": -0.25},
+        {"kind": "alternating", "high": 0.5, "low": -0.25, "every": 1},  # p moves after step 0
+    ],
+    ids=["p0", "p0.5", "p-0.25", "alternating"],
+)
+def test_update_rms_is_the_rms_of_the_weights_change(tmp_path, schedule):
+    """After one step from the seeded initial weights, update_rms equals the RMS of
+    theta_0 - theta_1 over every weight, computed from the files alone (also when the p
+    scheduler moves p right after the step: the size is the step's, not the next p's)."""
+    from nsf.train.models import build_model
+
+    config, result = _one_step(tmp_path, p_schedule=schedule)
+    torch.manual_seed(config.seed)
+    init = build_model(config.model, 10, 1, stem=config.stem, **config.model_options)
+    final = _load(result.run_dir / "model.pt")
+    deltas = [w.detach() - final[name] for name, w in init.named_parameters()]
+    rms = torch.cat([d.flatten().double() for d in deltas]).square().mean().sqrt().item()
+    assert result.metrics[-1]["update_rms"] == pytest.approx(rms, rel=1e-5)
+
+
+def test_rms_matched_steps_are_the_size_of_the_p0_step(tmp_path):
+    """At a fixed lr p changes the step size; update_norm="rms_matched" gives every p the size
+    of its p = 0 step, tensor by tensor, so the first step's update_rms equals p = 0's."""
+    sizes = {}
+    for name, p, norm in [("p0", 0.0, None), ("p.5", 0.5, None), ("p.5m", 0.5, "rms_matched")]:
+        schedule = {"kind": "constant", "p": p}
+        _, result = _one_step(tmp_path / name, p_schedule=schedule, update_norm=norm)
+        sizes[name] = result.metrics[-1]["update_rms"]
+    assert sizes["p.5m"] == pytest.approx(sizes["p0"], rel=1e-5)
+    assert abs(sizes["p.5"] / sizes["p0"] - 1) > 0.5, sizes

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from nsf.book.parameters import check_parameters, notebook_defaults
 from nsf.book.profiles import PROFILES
@@ -144,25 +145,22 @@ def execute_chapter(
     if not run.is_finished:
         figures = run.path("figures")
         shutil.rmtree(figures, ignore_errors=True)
-        env_before = os.environ.get("NSF_FIGURE_DIR")
-        os.environ["NSF_FIGURE_DIR"] = str(figures)
         start = time.perf_counter()
+        # The kernel writes its figures, and keeps any run store it needs, in this run's directory
+        # (nsf.book.figures.Chapter reads these): an execution never sees another's files.
+        where = {"NSF_FIGURE_DIR": str(figures), "NSF_CHAPTER_DIR": str(run.dir)}
         try:
-            nb = papermill.execute_notebook(
-                str(notebooks_dir() / f"{chapter}.ipynb"), None, parameters=params,
-                cwd=str(repo_root()), progress_bar=progress, kernel_name="python3",
-                extra_arguments=KERNEL_ARGUMENTS,
-            )  # fmt: skip
+            with mock.patch.dict(os.environ, where):
+                nb = papermill.execute_notebook(
+                    str(notebooks_dir() / f"{chapter}.ipynb"), None, parameters=params,
+                    cwd=str(repo_root()), progress_bar=progress, kernel_name="python3",
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )  # fmt: skip
         except papermill.PapermillExecutionError as error:
             raise ChapterExecutionError(
                 f"chapter {chapter} ({profile}) failed in cell {error.exec_count}: "
                 f"{error.ename}: {error.evalue}"
             ) from error
-        finally:
-            if env_before is None:
-                os.environ.pop("NSF_FIGURE_DIR", None)
-            else:
-                os.environ["NSF_FIGURE_DIR"] = env_before
         _tag_for_reading(nb)
         commit, dirty = git_commit()
         seed = params.get("seed", notebook_defaults(chapter).get("seed"))

@@ -125,6 +125,15 @@ class Chapter:
             )
         )
 
+    def store(self, name: str = "runs") -> Path:
+        """A directory for what the chapter computes and keeps (a sweep's run store): inside the
+        chapter's own cache entry when ``nsf run``/``nsf book`` execute it (``NSF_CHAPTER_DIR``),
+        so an edit to the package or the notebook starts from an empty store; else under
+        ``.cache/chapter-stores/<chapter>/<parameter hash>``."""
+        if "NSF_CHAPTER_DIR" in os.environ:
+            return Path(os.environ["NSF_CHAPTER_DIR"]) / name
+        return repo_root() / ".cache" / "chapter-stores" / self.name / self.param_hash / name
+
     def glue(self, key: str, value: Any, display: bool = False) -> None:
         """Glue ``value`` under ``<chapter>_<key>`` for ``{glue:}`` references in the book."""
         from myst_nb import glue

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from nsf.boundary2d.geometry import Samples
+    from nsf.boundary2d import geometry
     from nsf.boundary2d.setup import BoundaryDemo, Panel
 
 __all__ = ["PanelResult", "first_crossing", "log_time_score"]
@@ -62,7 +62,7 @@ class PanelResult:
 
     demo: BoundaryDemo
     panel: Panel
-    data: dict[str, Samples]
+    data: dict[str, geometry.Samples]
     history: object
     maps: dict[float, np.ndarray]
     update_norms: dict[float, np.ndarray]

@@ -4,13 +4,19 @@ A sweep is a TOML file::
 
     seeds = [0, 1, 2]
     [base]                         # TrainConfig fields every run shares
-    dataset = "digits"
+    model = "small_cnn"
     epochs = 4
+    [cases.digits]                 # optional: named variants laid over base
+    dataset = "digits"
+    [cases.bands]
+    dataset = "synthetic_bands"
+    data_options = { band = [8.0, 16.0], label_noise = 0.2 }
     [grid]                         # dotted field names -> values; every combination runs
     "p_schedule.p" = [-0.5, 0.0, 0.25, 0.5]
     update_norm = ["none", "rms_matched"]
 
-Its plan (:attr:`Sweep.points`) is the product of the grid, in the order written, times the seeds:
+Its plan (:attr:`Sweep.points`) is every case times the product of the grid, in the order written,
+times the seeds:
 point ``i`` is always the same config, so ``--index I`` means the same run on every machine.
 Every point is built as a :class:`~nsf.train.TrainConfig` when the sweep is read, so an unknown
 field, an unknown dataset or an empty grid is refused by name before anything runs or is written.
@@ -128,18 +134,26 @@ class Sweep:
 
     Attributes:
         base: :class:`~nsf.train.TrainConfig` fields every run shares.
+        cases: named variants, each a table of fields laid over ``base`` (a dataset with the
+            options and model stem it needs); the grid runs in every case. None: one case,
+            ``base`` itself.
         grid: dotted field name (``"p_schedule.p"``) -> the values to try; the plan is their
             product, in the order written, with the last name varying fastest.
         seeds: each grid point runs once per seed (the innermost loop of the plan).
+
+    The plan is cases x grid x seeds, in that nesting; a point's ``varied`` names its case
+    (``"case"``), its grid values and its seed.
     """
 
     base: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cases: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     grid: dict[str, Axis] = dataclasses.field(default_factory=dict)
     seeds: Seeds = (0,)
 
     @model_validator(mode="after")
     def _points_are_configs(self) -> Sweep:
-        if "seed" in self.grid or "seed" in self.base:
+        tables = [self.base, *self.cases.values()]
+        if "seed" in self.grid or any("seed" in t for t in tables):
             raise ValueError("set the seeds with `seeds = [...]`, not as a field of base or grid")
         _ = self.points  # builds (and so checks) every point now, before anything runs
         return self
@@ -161,7 +175,8 @@ class Sweep:
         return cls(**spec)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "grid": self.grid, "seeds": list(self.seeds)}
+        out = {"base": self.base, "grid": self.grid, "seeds": list(self.seeds)}
+        return {**out, "cases": self.cases} if self.cases else out
 
     @functools.cached_property
     def points(self) -> tuple[Point, ...]:
@@ -176,12 +191,16 @@ class Sweep:
             if "." in name:
                 nested[top] = defaults[top]
         points: list[Point] = []
-        for values in itertools.product(*self.grid.values()):
-            fields = {**nested, **self.base}
+        cases = self.cases or {None: {}}
+        for (case, overrides), values in itertools.product(
+            cases.items(), itertools.product(*self.grid.values())
+        ):
+            fields = {**nested, **self.base, **overrides}
             for name, value in zip(names, values, strict=True):
                 fields = _with(fields, name, value)
+            named = {} if case is None else {"case": case}
             for seed in self.seeds:
-                varied = {**dict(zip(names, values, strict=True)), "seed": seed}
+                varied = {**named, **dict(zip(names, values, strict=True)), "seed": seed}
                 try:
                     config = TrainConfig.from_dict({**fields, "seed": seed})
                 except ValidationError as error:
@@ -396,12 +415,13 @@ class _SubmititJob:
 def collect(sweep: Sweep, store: str | os.PathLike, output: str | os.PathLike) -> Path:
     """Write the finished points' metrics as one tidy CSV (a row per run and epoch); its path.
 
-    Columns: ``index``, ``run`` (the directory), every grid field and ``seed``, then the epoch
+    Columns: ``index``, ``run`` (the directory), ``case`` (if the sweep has cases), every grid
+    field and ``seed``, then the epoch
     metrics of ``metrics.csv``. Points that have not finished are left out (:func:`status`
     says which). Written atomically.
     """
     store = Path(store)
-    varied = [*sweep.grid, "seed"]
+    varied = [*(["case"] if sweep.cases else []), *sweep.grid, "seed"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["index", "run", *varied, *METRIC_COLUMNS])
