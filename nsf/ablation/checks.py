@@ -259,7 +259,7 @@ def ablation_checks(
     min_peaks: int = MIN_PEAKS,
 ) -> list[Check]:
     """The checks of every dataset under ``policy``, in the order of ``roles`` (dataset -> "noisy",
-    "clean" or "peaked"; :data:`ROLES` says which checks each gets), named
+    "clean" or "peaked"; :data:`~nsf.ablation.checks.ROLES` says which checks each gets), named
     "C1 · dataset · policy". Show them with :func:`nsf.verdicts.checks_table`."""
     run = {
         "C1": lambda d: noisy_favours_positive_p(final, d, policy, k_sigma=k_sigma),
