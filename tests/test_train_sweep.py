@@ -78,6 +78,23 @@ def test_the_plan_is_the_grid_product_in_order_then_the_seeds():
     assert point.config.epochs == 1  # from base
 
 
+def test_cases_lay_their_fields_over_base_and_lead_the_plan():
+    sweep = Sweep(
+        base={**BASE, "lr": 0.1},
+        cases={"digits": {"dataset": "digits"}, "bands": {"dataset": "synthetic_bands",
+               "data_options": {"size": 8, "n": 64, "n_test": 32}, "lr": 0.2}},
+        grid={"p_schedule.p": [0.0, 0.5]},
+        seeds=[0],
+    )  # fmt: skip
+    assert [p.varied["case"] for p in sweep.points] == ["digits", "digits", "bands", "bands"]
+    assert [p.config.lr for p in sweep.points] == [0.1, 0.1, 0.2, 0.2]  # a case overrides base
+    assert sweep.point(2).config.data_options == {"size": 8, "n": 64, "n_test": 32}
+    assert sweep.point(0).config.data_options == {}
+    assert Sweep(**sweep.to_dict()).points == sweep.points
+    with pytest.raises(ValueError, match="seeds"):
+        Sweep(base=BASE, cases={"a": {"seed": 3}})
+
+
 def test_every_point_has_its_own_run_directory_and_the_plan_is_reproducible(tmp_path):
     first, second = _sweep(), _sweep()
     names = [p.run_dir(tmp_path).name for p in first.points]

@@ -324,7 +324,7 @@ def run_local(
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if workers < 1:
         raise ValueError(f"workers = {workers}: give at least 1")
