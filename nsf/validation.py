@@ -24,11 +24,13 @@ __all__ = [
     "CONFIG",
     "Beta",
     "Count",
+    "Distinct",
     "Finite",
     "Increasing",
     "NonNegative",
     "OpenUnit",
     "Positive",
+    "Seeds",
     "describe",
     "setup_from",
 ]
@@ -61,6 +63,21 @@ def _strictly_increasing(values: Sequence[int]) -> tuple[int, ...]:
 #: A non-empty, strictly increasing tuple of whole numbers (checkpoints, iterations); a list
 #: is accepted and stored as a tuple.
 Increasing = Annotated[tuple[Annotated[int, Strict()], ...], AfterValidator(_strictly_increasing)]
+
+
+def _distinct(values: Sequence[Any]) -> tuple[Any, ...]:
+    if not values:
+        raise ValueError("it is empty; give at least one value")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{list(values)} repeats a value; list each value once")
+    return tuple(values)
+
+
+#: A non-empty sequence without repeats (each value is one run, one row, one curve), kept as
+#: a tuple: ``Annotated[tuple[X, ...], Distinct]``.
+Distinct = AfterValidator(_distinct)
+#: Seeds: a non-empty tuple of distinct whole numbers (a list is accepted).
+Seeds = Annotated[tuple[Annotated[int, Strict(), Field(ge=0)], ...], Distinct]
 
 S = TypeVar("S")
 

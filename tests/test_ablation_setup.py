@@ -14,7 +14,7 @@ def test_the_sweep_is_cases_times_p_times_policies_times_seeds():
     setup = ablation.AblationSetup()
     sweep = setup.sweep()
     cases = setup.cases()
-    assert list(cases)[0] == "digits" and len(cases) == 1 + 2 * 3
+    assert next(iter(cases)) == "digits" and len(cases) == 1 + 2 * 3
     assert len(sweep) == len(cases) * len(setup.p_values) * len(setup.policies) * len(setup.seeds)
     point = sweep.point(len(sweep) - 1)
     assert point.varied == {

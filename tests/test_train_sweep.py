@@ -111,7 +111,7 @@ def test_every_point_has_its_own_run_directory_and_the_plan_is_reproducible(tmp_
         ({"grid": {"lr": []}}, "grid.lr"),
         ({"grid": {"p_sched.p": [0.5]}}, "p_sched"),
         ({"grid": {"p_schedule.kind": ["tide"]}}, "tide"),
-        ({"seeds": [0, 0]}, "repeats a seed"),
+        ({"seeds": [0, 0]}, "repeats a value"),
         ({"seeds": []}, "seeds"),
         ({"grid": {"seed": [1, 2]}}, "seeds = [...]"),
         ({"sections": {}}, "sections"),

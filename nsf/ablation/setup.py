@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, Strict, model_validator
 from pydantic.dataclasses import dataclass
 
-from nsf.validation import CONFIG, Count, NonNegative, Positive
+from nsf.validation import CONFIG, Count, Distinct, NonNegative, Positive, Seeds
 
 __all__ = ["POLICIES", "AblationSetup", "runs"]
 
@@ -28,12 +28,6 @@ __all__ = ["POLICIES", "AblationSetup", "runs"]
 #: size of its p = 0 step, so p changes the direction only.
 POLICIES = {"fixed": "none", "rms_matched": "rms_matched"}
 Policy = Literal["fixed", "rms_matched"]
-
-
-def _distinct(values: tuple) -> tuple:
-    if len(set(values)) != len(values):
-        raise ValueError(f"{list(values)} repeats a value")
-    return values
 
 
 def _with_zero(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -45,7 +39,7 @@ def _with_zero(values: tuple[float, ...]) -> tuple[float, ...]:
 PGrid = Annotated[
     tuple[Annotated[float, Strict(), Field(ge=-2, le=2)], ...],
     Field(min_length=2),
-    AfterValidator(_distinct),
+    Distinct,
     AfterValidator(_with_zero),
 ]
 Band = Annotated[tuple[NonNegative, NonNegative], Field()]
@@ -60,7 +54,7 @@ class AblationSetup:
     Attributes:
         p_values: the constant p of the grid (must hold 0); the paper's grid runs from the SGD
             endpoint 0 past Adam's 1/2, with extrapolated values on both sides.
-        policies: LR policies (:data:`POLICIES`).
+        policies: LR policies (:data:`~nsf.ablation.setup.POLICIES`).
         seeds: seeds per (case, p, policy): the spread that decides what is a finding.
         digits: include scikit-learn's 8x8 digits (real, clean data).
         bands: name -> (f_lo, f_hi) in cycles per image: where the synthetic class signal lies.
@@ -80,20 +74,16 @@ class AblationSetup:
     """
 
     p_values: PGrid = (-0.5, -0.25, 0.0, 0.25, 0.5)
-    policies: Annotated[tuple[Policy, ...], Field(min_length=1), AfterValidator(_distinct)] = (
+    policies: Annotated[tuple[Policy, ...], Field(min_length=1), Distinct] = (
         "fixed",
         "rms_matched",
     )
-    seeds: Annotated[
-        tuple[Annotated[int, Strict(), Field(ge=0)], ...],
-        Field(min_length=1),
-        AfterValidator(_distinct),
-    ] = (0, 1)
+    seeds: Seeds = (0, 1)
     digits: Annotated[bool, Strict()] = True
     bands: dict[str, Band] = dataclasses.field(
         default_factory=lambda: {"low": (1.0, 3.0), "high": (5.0, 8.0)}
     )
-    label_noise: Annotated[tuple[Noise, ...], AfterValidator(_distinct)] = (0.0, 0.2, 0.4)
+    label_noise: Annotated[tuple[Noise, ...], Distinct] = (0.0, 0.2, 0.4)
     band_size: Count = 16
     band_classes: Annotated[int, Strict(), Field(ge=2)] = 4
     band_train: Count = 1024

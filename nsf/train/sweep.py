@@ -18,13 +18,14 @@ A sweep is a TOML file::
 Its plan (:attr:`Sweep.points`) is every case times the product of the grid, in the order written,
 times the seeds:
 point ``i`` is always the same config, so ``--index I`` means the same run on every machine.
-Every point is built as a :class:`~nsf.train.TrainConfig` when the sweep is read, so an unknown
-field, an unknown dataset or an empty grid is refused by name before anything runs or is written.
+Every point is built as a :class:`~nsf.train.config.TrainConfig` when the sweep is read, so an
+unknown field, an unknown dataset or an empty grid is refused by name before anything runs or is
+written.
 
-Runs live in the run store of :func:`nsf.train.train` (a directory per config hash; a finished run
-is never recomputed, an interrupted one resumes from its checkpoint). A lock file per run
-(``filelock``; the OS releases it when its process dies) means two workers, on one machine or on
-many sharing the store, never train the same config; a run that raises is recorded in its
+Runs live in the run store of :func:`nsf.train.loop.train` (a directory per config hash; a
+finished run is never recomputed, an interrupted one resumes from its checkpoint). A lock file
+per run (``filelock``; the OS releases it when its process dies) means two workers, on one machine
+or on many sharing the store, never train the same config; a run that raises is recorded in its
 directory (``failed.json``, with the error) and retried only when asked. Runs execute in local
 worker processes (:func:`run_local`), one per call for any array-job runner (:func:`run_point`,
 ``nsf sweep run --index $SLURM_ARRAY_TASK_ID``), or as a SLURM job array through submitit
@@ -50,13 +51,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import AfterValidator, Field, Strict, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from nsf.runstore import RunStore, atomic_write_json, atomic_write_text
 from nsf.train.config import TrainConfig
 from nsf.train.metrics import METRIC_COLUMNS, read_metrics_csv
-from nsf.validation import CONFIG, describe
+from nsf.validation import CONFIG, Seeds, describe
 
 __all__ = [
     "FAILED_FILE",
@@ -72,8 +73,8 @@ __all__ = [
     "submit",
 ]
 
-#: What a point can be: finished; training now (its lock is held); never started or interrupted;
-#: raised (``failed.json`` in its directory).
+#: The states of a point, in order: finished, training now (its lock is held), never started or
+#: interrupted, raised (``failed.json`` in its directory).
 STATUSES = ("done", "running", "pending", "failed")
 FAILED_FILE = "failed.json"
 LOCKS = ".locks"
@@ -88,7 +89,7 @@ class Point:
     varied: dict[str, Any]
 
     def run_dir(self, store: str | os.PathLike) -> Path:
-        """The run's directory in ``store``, as :func:`nsf.train.train` names it."""
+        """The run's directory in ``store``, as :func:`nsf.train.loop.train` names it."""
         config = self.config.on(_device_of(self.config))
         return RunStore(store).directory(config.run_key(), config.run_prefix)
 
@@ -114,18 +115,8 @@ def _with(fields: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def _distinct(seeds: tuple[int, ...]) -> tuple[int, ...]:
-    if not seeds:
-        raise ValueError("it is empty; give at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{list(seeds)} repeats a seed; each seed is one run")
-    return seeds
-
-
 #: A grid axis: a non-empty list of the values to try.
 Axis = Annotated[list[Any], Field(min_length=1)]
-#: The seeds of every grid point: distinct whole numbers.
-Seeds = Annotated[tuple[Annotated[int, Strict(), Field(ge=0)], ...], AfterValidator(_distinct)]
 
 
 @pydantic_dataclass(frozen=True, config=CONFIG)
@@ -133,7 +124,7 @@ class Sweep:
     """A sweep: shared fields, a grid of dotted fields, and seeds; every point checked when built.
 
     Attributes:
-        base: :class:`~nsf.train.TrainConfig` fields every run shares.
+        base: :class:`~nsf.train.config.TrainConfig` fields every run shares.
         cases: named variants, each a table of fields laid over ``base`` (a dataset with the
             options and model stem it needs); the grid runs in every case. None: one case,
             ``base`` itself.
