@@ -73,8 +73,8 @@ __all__ = [
     "submit",
 ]
 
-#: The states of a point, in order: finished, training now (its lock is held), never started or
-#: interrupted, raised (``failed.json`` in its directory).
+#: The states a point can be in, in this order (finished, training now as its lock is held,
+#: never started or interrupted, raised with a ``failed.json`` in its directory).
 STATUSES = ("done", "running", "pending", "failed")
 FAILED_FILE = "failed.json"
 LOCKS = ".locks"
