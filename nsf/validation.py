@@ -76,7 +76,7 @@ def _distinct(values: Sequence[Any]) -> tuple[Any, ...]:
 #: A non-empty sequence without repeats (each value is one run, one row, one curve), kept as
 #: a tuple: ``Annotated[tuple[X, ...], Distinct]``.
 Distinct = AfterValidator(_distinct)
-#: Seeds: a non-empty tuple of distinct whole numbers (a list is accepted).
+#: A non-empty tuple of distinct whole numbers, the seeds of a run grid (a list is accepted).
 Seeds = Annotated[tuple[Annotated[int, Strict(), Field(ge=0)], ...], Distinct]
 
 S = TypeVar("S")
