@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 
 from nsf.book.profiles import PROFILES
 
@@ -77,17 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sweep(args: argparse.Namespace) -> None:
-    from collections import Counter
+def _counts(statuses: dict[int, str], names: tuple[str, ...]) -> str:
+    """``"3 done, 0 running, 1 pending, 0 failed of 4"``."""
+    counts = Counter(statuses.values())
+    return ", ".join(f"{counts[s]} {s}" for s in names) + f" of {len(statuses)}"
 
+
+def _sweep(args: argparse.Namespace) -> None:
     from nsf.train import sweep
 
     plan = sweep.Sweep.from_file(args.spec)
     if args.action == "plan":
         print("\n".join(sweep.plan_lines(plan, args.store)))
     elif args.action == "status":
-        counts = Counter(sweep.status(plan, args.store).values())
-        print(", ".join(f"{counts[s]} {s}" for s in sweep.STATUSES) + f" of {len(plan)}")
+        print(_counts(sweep.status(plan, args.store), sweep.STATUSES))
     elif args.action == "collect":
         path = sweep.collect(plan, args.store, args.output)
         print(f"wrote {path}")
@@ -111,10 +115,10 @@ def _sweep(args: argparse.Namespace) -> None:
             plan, args.store, workers=args.workers, data_root=args.data_root,
             retry_failed=args.retry_failed, progress=not args.no_progress,
         )  # fmt: skip
-        counts = Counter(after.values())
-        print(", ".join(f"{counts[s]} {s}" for s in sweep.STATUSES) + f" of {len(plan)}")
-        if counts["failed"]:
-            raise SystemExit(f"nsf: error: {counts['failed']} runs failed; see failed.json in them")
+        print(_counts(after, sweep.STATUSES))
+        failed = sum(state == "failed" for state in after.values())
+        if failed:
+            raise SystemExit(f"nsf: error: {failed} runs failed; see failed.json in them")
 
 
 def _run(args: argparse.Namespace) -> None:

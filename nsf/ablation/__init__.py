@@ -26,7 +26,7 @@ from nsf.ablation.results import (
     update_size_table,
 )
 from nsf.ablation.setup import POLICIES, AblationSetup, runs
-from nsf.ablation.summary import best_p_table, by_p_table, confound_note, findings_note, runs_note
+from nsf.ablation.summary import best_p_table, confound_note, findings_note, runs_note
 
 __all__ = [
     "CLAIMS",
@@ -42,7 +42,6 @@ __all__ = [
     "best_p",
     "best_p_table",
     "by_p",
-    "by_p_table",
     "clean_tolerates_nonpositive_p",
     "confound_note",
     "extremes_degrade",

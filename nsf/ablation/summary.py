@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from nsf.ablation.results import best_p, by_p
+from nsf.ablation.results import best_p
 from nsf.verdicts import Check
 
-__all__ = ["best_p_table", "by_p_table", "confound_note", "findings_note", "runs_note"]
+__all__ = ["best_p_table", "confound_note", "findings_note", "runs_note"]
 
 
 def runs_note(statuses: Mapping[int, str], store) -> str:
@@ -83,8 +83,3 @@ def findings_note(checks: Sequence[Check], policies: Sequence[str]) -> str:
             + f"; {len(open_)} are within the seed spread or undecided."
         )
     return "\n\n".join(lines)
-
-
-def by_p_table(final: pd.DataFrame) -> pd.DataFrame:
-    """:func:`nsf.ablation.by_p`, rounded for reading."""
-    return by_p(final).round(4)

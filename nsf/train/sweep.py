@@ -56,6 +56,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from nsf.runstore import RunStore, atomic_write_json, atomic_write_text
 from nsf.train.config import TrainConfig
+from nsf.train.device import resolve_device
 from nsf.train.metrics import METRIC_COLUMNS, read_metrics_csv
 from nsf.validation import CONFIG, Seeds, describe
 
@@ -90,16 +91,15 @@ class Point:
 
     def run_dir(self, store: str | os.PathLike) -> Path:
         """The run's directory in ``store``, as :func:`nsf.train.loop.train` names it."""
-        config = self.config.on(_device_of(self.config))
-        return RunStore(store).directory(config.run_key(), config.run_prefix)
+        return Path(store) / self._run_dir_name
 
-
-def _device_of(config: TrainConfig) -> torch.device:
-    """The device a point's key is computed for: the one the config names, or for ``"auto"`` the
-    one this machine would use (state ``device = "cuda"`` in a sweep planned on a CPU node)."""
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+    @functools.cached_property
+    def _run_dir_name(self) -> str:
+        # The key is that of the config on the device it names; "auto" is resolved as the engine
+        # resolves it on this machine (state device = "cuda" in a sweep planned on a CPU node).
+        device = resolve_device("auto") if self.config.device == "auto" else self.config.device
+        config = self.config.on(torch.device(device))
+        return RunStore(".").directory(config.run_key(), config.run_prefix).name
 
 
 def _with(fields: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
