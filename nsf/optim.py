@@ -216,8 +216,12 @@ class NSF(Optimizer):
         return params, grads, ms, vs, vmaxes, steps
 
     @torch.no_grad()
-    def update_terms(self, param: Tensor) -> UpdateTerms:
+    def update_terms(self, param: Tensor, p: float | None = None) -> UpdateTerms:
         """m^, v^, the denominator and the step u of ``param``'s most recent update (Eq. 3).
+
+        With ``p`` given, the terms at that exponent from the same state instead: what the
+        step would have been at ``p`` (``p=0.0`` gives the SGD-endpoint step a p schedule is
+        measured against).
 
         Computed from the optimizer state (the step count, m, v or v_max) with the group's
         current hyperparameters, by the code of the single-tensor step: call it before a
@@ -241,7 +245,7 @@ class NSF(Optimizer):
         v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
         eps, eps_mode = group["eps"], group["eps_mode"]
         step = _tensor_step(
-            m, v, bc1, bc2, p=group["p"], eps=eps, eps_mode=eps_mode,
+            m, v, bc1, bc2, p=group["p"] if p is None else p, eps=eps, eps_mode=eps_mode,
             update_norm=group["update_norm"],
         )  # fmt: skip
         if step.denominator is None:

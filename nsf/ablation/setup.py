@@ -19,15 +19,18 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, Strict, model_validator
 from pydantic.dataclasses import dataclass
 
-from nsf.validation import CONFIG, Count, Distinct, NonNegative, Positive, Seeds
+from nsf.validation import CONFIG, Count, Distinct, NonNegative, OpenUnit, Positive, Seeds
 
-__all__ = ["POLICIES", "AblationSetup", "runs"]
+__all__ = ["GRID_POLICIES", "POLICIES", "AblationRuns", "AblationSetup", "run_ablation", "runs"]
 
 #: LR policies and the ``update_norm`` each sets: ``fixed`` is one lr for every p (the paper's
 #: protocol, so p also changes the step size); ``rms_matched`` rescales every tensor's step to the
-#: size of its p = 0 step, so p changes the direction only.
-POLICIES = {"fixed": "none", "rms_matched": "rms_matched"}
-Policy = Literal["fixed", "rms_matched"]
+#: size of its p = 0 step, so p changes the direction only; ``per_p`` takes, at every p, the lr
+#: a search on a holdout of train chose (:mod:`nsf.ablation.search`).
+POLICIES = {"fixed": "none", "rms_matched": "rms_matched", "per_p": "none"}
+#: The policies that are axes of the main grid (``per_p`` is its own two-stage sweep).
+GRID_POLICIES = ("fixed", "rms_matched")
+Policy = Literal["fixed", "rms_matched", "per_p"]
 
 
 def _with_zero(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -65,6 +68,9 @@ class AblationSetup:
         width: channels of the small CNN's first layer.
         epochs, batch_size, lr: training; ``lr`` is the one step size of every p under
             ``fixed`` (and the p = 0 size every p is matched to under ``rms_matched``).
+        lr_factors, search_seeds, holdout_fraction: the ``per_p`` search
+            (:mod:`nsf.ablation.search`): the lr grid ``lr * factor``, the seeds it is scored
+            over, and the share of each class of train held out to score it on.
         roles: case -> ``"noisy"``, ``"clean"`` or ``"peaked"``: which of the paper's findings
             a case stands in for (:data:`nsf.ablation.checks.ROLES`).
         k_sigma, tolerance, min_peaks: the checks' seed spread (in standard errors of a
@@ -93,6 +99,9 @@ class AblationSetup:
     epochs: Count = 4
     batch_size: Count = 64
     lr: Positive = 0.01
+    lr_factors: Annotated[tuple[Positive, ...], Field(min_length=1), Distinct] = (0.1, 1.0, 10.0)
+    search_seeds: Seeds = (0,)
+    holdout_fraction: OpenUnit = 0.1
     roles: dict[str, Literal["noisy", "clean", "peaked"]] = dataclasses.field(
         default_factory=lambda: {
             "digits": "clean",
@@ -140,27 +149,74 @@ class AblationSetup:
                 cases[name] = {"dataset": "synthetic_bands", "data_options": options}
         return cases
 
-    def sweep(self):
-        """The grid as a :class:`nsf.train.sweep.Sweep`: cases x p x policy x seeds."""
-        from nsf.train.sweep import Sweep
-
-        base = {
+    def base_fields(self) -> dict[str, Any]:
+        """The TrainConfig fields every run of every policy shares."""
+        return {
             "model": "small_cnn", "model_options": {"width": self.width},
             "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-            "device": "cpu", "deterministic": True,
+            "device": "cpu", "deterministic": True, "update_norm": "none",
         }  # fmt: skip
+
+    def sweep(self):
+        """The main grid as a :class:`nsf.train.sweep.Sweep`: cases x p x the grid policies
+        (:data:`GRID_POLICIES` among ``policies``) x seeds; None when ``per_p`` is the only
+        policy."""
+        from nsf.train.sweep import Sweep
+
+        policies = [p for p in self.policies if p in GRID_POLICIES]
+        if not policies:
+            return None
         grid = {
             "p_schedule.kind": ["constant"],
             "p_schedule.p": list(self.p_values),
-            "update_norm": [POLICIES[p] for p in self.policies],
+            "update_norm": [POLICIES[p] for p in policies],
         }
-        return Sweep(base=base, cases=self.cases(), grid=grid, seeds=list(self.seeds))
+        return Sweep(base=self.base_fields(), cases=self.cases(), grid=grid, seeds=list(self.seeds))
 
 
 def runs(collected):
-    """What ``nsf sweep collect`` wrote (a DataFrame of its CSV) as the runs of the ablation:
-    ``dataset`` (the case), ``policy``, ``p``, ``seed`` and the epoch metrics."""
-    by_norm = {norm: policy for policy, norm in POLICIES.items()}
+    """What ``nsf sweep collect`` wrote for :meth:`AblationSetup.sweep` (a DataFrame of its CSV)
+    as the runs of the ablation: ``dataset`` (the case), ``policy``, ``p``, ``seed`` and the
+    epoch metrics."""
+    by_norm = {POLICIES[policy]: policy for policy in GRID_POLICIES}
     frame = collected.rename(columns={"case": "dataset", "p_schedule.p": "p"})
     frame["policy"] = frame["update_norm"].fillna("none").map(by_norm)
     return frame.drop(columns=["update_norm", "p_schedule.kind"], errors="ignore")
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationRuns:
+    """Everything chapter 02 ran: ``frame`` (one row per run and epoch, every policy),
+    ``statuses`` (sweep name -> index -> status), and ``search`` (:func:`nsf.ablation.search.
+    choose_lr`'s table; None without the ``per_p`` policy)."""
+
+    frame: Any
+    statuses: dict[str, dict[int, str]]
+    search: Any = None
+
+
+def run_ablation(setup: AblationSetup, store, *, progress: bool = False) -> AblationRuns:
+    """Run (or reuse from ``store``) every sweep the setup's policies need and read them back:
+    the main grid, then for ``per_p`` the lr search and the runs at the chosen lrs. Raises if a
+    sweep is incomplete (a failed run must not leave a hole in a curve)."""
+    import pandas as pd
+
+    from nsf.ablation import search
+    from nsf.ablation.summary import runs_note
+    from nsf.train.sweep import collect, run_local
+
+    def run(name, sweep):
+        statuses[name] = run_local(sweep, store, workers=setup.workers, progress=progress)
+        runs_note(statuses[name], store)  # raises on a hole
+        return pd.read_csv(collect(sweep, store, store / f"{name}.csv"))
+
+    statuses: dict[str, dict[int, str]] = {}
+    frames, chosen = [], None
+    main = setup.sweep()
+    if main is not None:
+        frames.append(runs(run("grid", main)))
+    if "per_p" in setup.policies:
+        chosen = search.choose_lr(run("lr_search", search.search_sweep(setup)), setup.lr)
+        collected = run("per_p", search.per_p_sweep(setup, chosen))
+        frames.append(search.per_p_runs(collected, setup, chosen))
+    return AblationRuns(pd.concat(frames, ignore_index=True), statuses, chosen)

@@ -10,7 +10,15 @@ import pandas as pd
 from nsf.ablation.results import best_p
 from nsf.verdicts import Check
 
-__all__ = ["best_p_table", "confound_note", "findings_note", "runs_note"]
+__all__ = [
+    "best_p_table",
+    "confound_note",
+    "findings_note",
+    "runs_note",
+    "search_note",
+    "search_table",
+    "sweeps_note",
+]
 
 
 def runs_note(statuses: Mapping[int, str], store) -> str:
@@ -23,6 +31,15 @@ def runs_note(statuses: Mapping[int, str], store) -> str:
             "runs, fix the cause and execute the chapter again (finished runs are kept)"
         )
     return f"All {len(statuses)} runs of the sweep finished."
+
+
+def sweeps_note(statuses: Mapping[str, Mapping[int, str]], store) -> str:
+    """:func:`runs_note` for each sweep of the chapter (sweep name -> its statuses)."""
+    names = {"grid": "the grid", "lr_search": "the lr search", "per_p": "the per_p runs"}
+    return " ".join(
+        f"{names.get(name, name).capitalize()}: {runs_note(s, store)}"
+        for name, s in statuses.items()
+    )
 
 
 def best_p_table(final: pd.DataFrame, *, k_sigma: float) -> pd.DataFrame:
@@ -63,7 +80,46 @@ def confound_note(sizes: pd.DataFrame) -> str:
             f"{matched['ratio_to_p0'].max():.3g}x: every step has the size of the p = 0 step "
             "from the same state, and the states drift apart as the runs train differently."
         )
+    searched = sizes[sizes["policy"] == "per_p"]
+    if not searched.empty:
+        parts.append(
+            f"Under per_p (an lr searched at every p) the ratio lies within "
+            f"{searched['ratio_to_p0'].min():.3g}-{searched['ratio_to_p0'].max():.3g}x: how much "
+            "of the fixed policy's spread the search undoes."
+        )
     return " ".join(parts)
+
+
+def search_table(chosen: pd.DataFrame, fixed_lr: float) -> pd.DataFrame:
+    """The ``per_p`` search at a glance: per (dataset, p), the chosen lr as a multiple of the
+    fixed lr, its mean holdout top-1, and the holdout top-1 of every lr tried."""
+    tried = chosen.pivot_table(index=["dataset", "p"], columns="lr", values="holdout_top1")
+    tried.columns = [f"holdout top-1 at lr {lr:g}" for lr in tried.columns]
+    picked = chosen[chosen["chosen"]].set_index(["dataset", "p"])
+    out = pd.DataFrame(
+        {
+            "chosen lr": picked["lr"],
+            "x fixed lr": (picked["lr"] / fixed_lr).round(6),
+            "seeds searched": picked["n_seeds"],
+        }
+    )
+    return out.join(tried.round(4))
+
+
+def search_note(chosen: pd.DataFrame, fixed_lr: float, holdout_fraction: float) -> str:
+    """How the ``per_p`` lrs were chosen, declared as a search, and how often it kept the fixed
+    lr."""
+    picked = chosen[chosen["chosen"]]
+    kept = int((picked["lr"] == fixed_lr).sum())
+    grid = ", ".join(f"{lr:g}" for lr in sorted(chosen["lr"].unique()))
+    return (
+        f"**Chosen by search.** The per_p lr of every (case, p) was chosen from {{{grid}}} by the "
+        f"highest mean final top-1 on a holdout of {holdout_fraction:.0%} of each train class "
+        "(its labels as noisy as the rest of train), trained on the remaining train images; the "
+        "test split was not seen by the search. The per_p curves are then trained on the whole "
+        f"train split at those lrs. The search kept the fixed lr at {kept} of {len(picked)} "
+        "(case, p)."
+    )
 
 
 def findings_note(checks: Sequence[Check], policies: Sequence[str]) -> str:

@@ -23,12 +23,12 @@ from pydantic.dataclasses import dataclass
 from nsf import schedules
 from nsf.optim import NSF
 from nsf.train.models import MODELS, STEMS
-from nsf.validation import CONFIG, Count, Finite
+from nsf.validation import CONFIG, Count, Finite, OpenUnit
 
 __all__ = ["CADENCE_FIELDS", "TrainConfig"]
 
 #: Fields that say how often a run reports, not what it computes; not part of the run key.
-CADENCE_FIELDS = ("checkpoint_every", "log_every")
+CADENCE_FIELDS = ("checkpoint_every", "log_every", "tensorboard")
 
 #: A whole number >= 0 (a seed, a padding, an interval where 0 means "never").
 Whole = Annotated[int, Strict(), Field(ge=0)]
@@ -52,13 +52,16 @@ class TrainConfig:
     weight decay 5e-4 on every parameter, lr 0.1.
 
     Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.datasets.load_dataset`;
-    ``val_split``
-    is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``). Augmentation:
+    ``val_split`` is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``);
+    ``train_split`` is the split trained on: ``"train"``, or ``"fit"`` to hold out
+    ``holdout_fraction`` of each class of train as the split ``"holdout"`` (evaluate on it to
+    choose a hyperparameter without seeing the test split). Augmentation:
     ``crop_pad`` (RandomCrop padding), ``flip`` and ``vflip`` (horizontal and vertical flips);
     ``None`` takes the dataset's declared default
     (:data:`nsf.train.datasets.TRAIN_AUGMENTATION`: CIFAR's pad 4 and flip; none for digits).
     Model: ``model`` (``"resnet18"`` or ``"small_cnn"``), ``stem`` (ResNet-18's ``"cifar"`` or
-    ``"imagenet"``) and ``model_options`` (SmallCNN's ``width``, ``norm``).
+    ``"imagenet"``) and ``model_options`` (ResNet-18's ``width``, 64 unless reduced; SmallCNN's
+    ``width``, ``norm``).
     Training: ``epochs``, ``batch_size`` (the global batch, split over processes),
     ``eval_batch_size``, ``drop_last`` (False: ceil(N/B) iterations per epoch, SPEC 8.1);
     ``lr`` and ``lr_schedule``, a spec of :mod:`nsf.schedules` that multiplies ``lr`` (the lr of
@@ -70,8 +73,12 @@ class TrainConfig:
     Execution: ``seed``, ``deterministic`` (deterministic algorithms, no cuDNN benchmark),
     ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``), ``amp`` (``"auto"``: bf16 autocast on CUDA,
     none on a CPU; ``"bf16"``; ``"none"``), ``channels_last`` (CUDA only), ``compile``
-    (``torch.compile``); the cadence ``checkpoint_every`` (iterations; 0 = at epoch ends only)
-    and ``log_every`` (iterations between progress-bar updates).
+    (``torch.compile``); ``diagnostics_every`` (iterations between two samples of the per-layer
+    step diagnostics of ``diagnostics.csv``, :data:`nsf.train.results.DIAGNOSTIC_COLUMNS`;
+    0 = none); the cadence ``checkpoint_every`` (iterations; 0 = at epoch ends only),
+    ``log_every`` (iterations between progress-bar updates) and ``tensorboard`` (also write
+    TensorBoard event files under the run's ``tensorboard/``; needs the ``tensorboard``
+    package).
 
     :func:`nsf.train.loop.train` keys and records the config :meth:`on` its device (what ``"auto"``
     and ``None`` became there), and records the augmentation the loader applied in the run's
@@ -88,6 +95,8 @@ class TrainConfig:
     dataset: str = "digits"
     data_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     val_split: str = "test"
+    train_split: Literal["train", "fit"] = "train"
+    holdout_fraction: OpenUnit = 0.1
     crop_pad: Whole | None = None
     flip: Flag | None = None
     vflip: Flag | None = None
@@ -119,8 +128,10 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "none"] = "auto"
     channels_last: Flag = True
     compile: Flag = False
+    diagnostics_every: Whole = 0
     checkpoint_every: Whole = 0
     log_every: Count = 50
+    tensorboard: Flag = False
 
     @field_validator("dataset", "model", "stem")
     @classmethod
@@ -145,8 +156,17 @@ class TrainConfig:
 
     @model_validator(mode="after")
     def _fits_together(self) -> TrainConfig:
-        if self.model == "resnet18" and self.model_options:
-            raise ValueError(f"model_options={self.model_options!r}: resnet18 takes none")
+        if self.val_split == "holdout" and self.train_split != "fit":
+            raise ValueError(
+                'val_split="holdout" needs train_split="fit": the holdout is part of "train"'
+            )
+        if self.val_split == "fit" or (self.train_split == "fit" and self.val_split == "train"):
+            raise ValueError(
+                f"val_split={self.val_split!r} overlaps the training split "
+                f"{self.train_split!r}; evaluate on test, val or holdout"
+            )
+        if self.model == "resnet18" and set(self.model_options) - {"width"}:
+            raise ValueError(f"model_options={self.model_options!r}: resnet18 takes only width")
         unknown = sorted(set(self.model_options) - {"width", "norm"})
         if self.model == "small_cnn" and unknown:
             raise ValueError(f"model_options {unknown} unknown for small_cnn (width, norm)")

@@ -44,6 +44,11 @@ dataset, the expected layout, the failing file and where to get the data.
 
 Normalisation statistics (``mean``/``std``) are always those of the *train* split, so train and
 test images are normalised identically (per-channel normalisation with the dataset's mean and std).
+
+Every dataset also has the splits ``"fit"`` and ``"holdout"``, carved from ``"train"`` by
+:func:`holdout_indices` (stratified by label, a fixed seed): a validation set for choosing
+hyperparameters (chapter 02's ``per_p`` lr policy) that never touches the test split. They keep
+the train split's normalisation statistics and its labels, noisy ones included.
 """
 
 from __future__ import annotations
@@ -71,10 +76,20 @@ from nsf.train.cache import (
     write_cache,
 )
 from nsf.train.errors import DatasetCorruptError, DatasetNotFoundError
-from nsf.train.imagedataset import Augmentation, ImageDataset, channel_stats
+from nsf.train.imagedataset import Augmentation, ImageDataset, channel_stats, keyed_generator
 from nsf.train.synthetic import digits, make_synthetic_bands
 
-__all__ = ["DATASETS", "ENV_ROOT", "TRAIN_AUGMENTATION", "load_dataset"]
+__all__ = [
+    "CARVED",
+    "DATASETS",
+    "ENV_ROOT",
+    "TRAIN_AUGMENTATION",
+    "holdout_indices",
+    "load_dataset",
+]
+
+#: The splits carved from ``"train"``: what is trained on, and what is held out to choose by.
+CARVED = ("fit", "holdout")
 
 #: The dataset names :func:`load_dataset` accepts (six on-disk datasets, two embedded).
 DATASETS: tuple[str, ...] = (
@@ -126,7 +141,12 @@ TRAIN_AUGMENTATION: dict[str, Augmentation] = {
 
 
 def load_dataset(
-    name: str, split: str = "train", root: str | os.PathLike | None = None, **options: Any
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    *,
+    holdout_fraction: float = 0.1,
+    **options: Any,
 ) -> ImageDataset:
     """Load one split of a dataset as an :class:`~nsf.train.imagedataset.ImageDataset` (paper
     Sec. 3.3, Sec. 5.1), carrying the dataset's :data:`TRAIN_AUGMENTATION`.
@@ -135,7 +155,11 @@ def load_dataset(
         name: one of :data:`DATASETS`.
         split: ``"train"`` or ``"test"``; FER2013 also ``"val"`` (PublicTest; ``"test"`` is
             PrivateTest). TinyImageNet's ``"test"`` is the official labelled val set
-            (``"val"`` is accepted as an alias and returns the same ``"test"`` split).
+            (``"val"`` is accepted as an alias and returns the same ``"test"`` split). Every
+            dataset also has ``"fit"`` and ``"holdout"``, the two parts of ``"train"`` that
+            :func:`holdout_indices` carves (``holdout_fraction`` of each class held out).
+        holdout_fraction: the share of every class of ``"train"`` that ``"holdout"`` takes
+            (ignored by the other splits).
         root: the data root holding ``<name>/``; default ``$NSF_DATA_ROOT``. Not used by
             ``digits`` and ``synthetic_bands``. The dataset folder itself (``<root>/<name>``) or
             the official top folder (e.g. ``.../tiny-imagenet-200``, ``.../basic``) is accepted too.
@@ -157,8 +181,14 @@ def load_dataset(
     splits = ("train", "val", "test") if name == "fer2013" else ("train", "test")
     if name == "tinyimagenet" and split == "val":
         split = "test"  # the official val set is TinyImageNet's (labelled) test split
-    if split not in splits:
-        raise ValueError(f"dataset {name!r} has splits {splits}, got {split!r}")
+    if split not in splits + CARVED:
+        raise ValueError(f"dataset {name!r} has splits {splits + CARVED}, got {split!r}")
+    if split in CARVED:
+        train = load_dataset(name, "train", root, **options)
+        held = holdout_indices(train.labels, holdout_fraction)
+        keep = torch.ones(len(train), dtype=torch.bool)
+        keep[held] = False
+        return train.subset(held if split == "holdout" else keep.nonzero().flatten(), split)
     if name == "digits":
         data = digits(split, **options)
     elif name == "synthetic_bands":
@@ -166,6 +196,23 @@ def load_dataset(
     else:
         data = _load_on_disk(name, split, root, options)
     return dataclasses.replace(data, augmentation=TRAIN_AUGMENTATION[name])
+
+
+def holdout_indices(labels: Tensor, fraction: float, seed: int = 0) -> Tensor:
+    """The indices (sorted) of the held-out part of a split: from every class, a random
+    ``round(fraction * n_class)`` of its ``n_class`` examples (at least one where the class has
+    two or more, so each class keeps a fitted example too), drawn with a generator keyed by
+    ``seed`` alone, so the carve is the same for every run, model and seed of training."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_fraction must lie in (0, 1), got {fraction!r}")
+    generator = keyed_generator("holdout", seed)
+    held = []
+    for label in torch.unique(labels).tolist():
+        members = (labels == label).nonzero().flatten()
+        n = len(members)
+        take = min(max(round(fraction * n), 1), n - 1) if n > 1 else 0
+        held.append(members[torch.randperm(n, generator=generator)[:take]])
+    return torch.cat(held).sort().values
 
 
 # --------------------------------------------------------------------------------------------

@@ -107,6 +107,18 @@ class ImageDataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def subset(self, indices: Tensor, split: str) -> ImageDataset:
+        """The examples at ``indices`` as the split ``split``, with this split's normalisation
+        statistics, classes and augmentation (and its clean labels, where it has them)."""
+        clean = None if self.clean_labels is None else self.clean_labels[indices]
+        return dataclasses.replace(
+            self,
+            split=split,
+            images=self.images[indices],
+            labels=self.labels[indices],
+            clean_labels=clean,
+        )
+
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.images.shape)
         return (

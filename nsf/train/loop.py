@@ -68,6 +68,8 @@ from nsf.train.models import build_model
 from nsf.train.plog import rle_append
 from nsf.train.results import (
     CHECKPOINT_FILE,
+    DIAGNOSTIC_COLUMNS,
+    DIAGNOSTICS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     P_LOG_FILE,
@@ -128,6 +130,18 @@ def train(
         return result
 
 
+def _summary_writer_class():
+    """torch's TensorBoard ``SummaryWriter``, or a clear error when its package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise RuntimeError(
+            "tensorboard=True needs the tensorboard package (pip install tensorboard), which "
+            f"is not importable here ({error}); or set tensorboard=False"
+        ) from None
+    return SummaryWriter
+
+
 def _show_progress(progress: bool | None, dist: Dist) -> bool:
     if not dist.is_main:
         return False
@@ -153,6 +167,9 @@ class _Trainer:
             dist,
             progress,
         )
+        self.events = None  # the TensorBoard writer, opened by fit (where the run resumes)
+        if config.tensorboard:
+            _summary_writer_class()  # refuse a missing package before any data loads
         W = dist.world_size
         if config.batch_size % W or config.eval_batch_size % W:
             raise ValueError(
@@ -160,9 +177,15 @@ class _Trainer:
                 f"must be divisible by the number of processes ({W})"
             )
 
-        train_set = load_dataset(config.dataset, "train", root=data_root, **config.data_options)
-        val_set = load_dataset(
-            config.dataset, config.val_split, root=data_root, **config.data_options
+        train_set, val_set = (
+            load_dataset(
+                config.dataset,
+                split,
+                root=data_root,
+                holdout_fraction=config.holdout_fraction,
+                **config.data_options,
+            )
+            for split in (config.train_split, config.val_split)
         )
         self.num_classes = train_set.num_classes
         common = dict(
@@ -222,6 +245,7 @@ class _Trainer:
         self.epoch, self.batch, self.iteration = 0, 0, 0
         self.rows: list[dict[str, float]] = []
         self.p_log: list[list] = []
+        self.diagnostics: list[list] = []  # rows of DIAGNOSTIC_COLUMNS
         self._reset_epoch_accumulators()
         if run.path(CHECKPOINT_FILE).exists():
             self._load_checkpoint(run.load(CHECKPOINT_FILE))
@@ -264,6 +288,7 @@ class _Trainer:
             },
             "rows": self.rows,
             "p_log": self.p_log,
+            "diagnostics": self.diagnostics,
             "rng": {"torch": torch.get_rng_state()},
         }
         if self.device.type == "cuda":
@@ -284,6 +309,7 @@ class _Trainer:
             )
         self.rows = [dict(row) for row in state["rows"]]
         self.p_log = [list(pair) for pair in state["p_log"]]
+        self.diagnostics = [list(row) for row in state.get("diagnostics", [])]
         acc = state["accumulators"]
         if self.dist.is_main:
             self.acc = acc["acc"].to(self.device)
@@ -313,13 +339,22 @@ class _Trainer:
         if self.dist.is_main:
             atomic_write_text(self.run.path(METRICS_FILE), metrics_csv(self.rows))
             atomic_write_json(self.run.path(P_LOG_FILE), self.p_log)
+            if self.config.diagnostics_every:
+                lines = [",".join(DIAGNOSTIC_COLUMNS)]
+                lines += [",".join(map(str, row)) for row in self.diagnostics]
+                atomic_write_text(self.run.path(DIAGNOSTICS_FILE), "\n".join(lines) + "\n")
 
     # -- loop ----------------------------------------------------------------------------------
 
     def fit(self) -> None:
         config, dist = self.config, self.dist
+        if config.tensorboard and dist.is_main:  # a resumed run drops events past its checkpoint
+            writer = _summary_writer_class()
+            self.events = writer(str(self.run.path("tensorboard")), purge_step=self.iteration)
         while self.epoch < config.epochs:
             self._train_epoch()
+        if self.events is not None:
+            self.events.close()
         broadcast_buffers(self.net, dist)
         self._write_logs()
         if dist.is_main:
@@ -371,6 +406,9 @@ class _Trainer:
             self.optimizer.step()
             if self.batch % UPDATE_SAMPLE_EVERY == 0:  # before the schedulers move p and lr
                 self._sample_update_size(lr)
+            every = config.diagnostics_every
+            if every and self.iteration % every == 0 and self.dist.is_main:
+                self._sample_diagnostics(p, lr)
             self.p_scheduler.step()
             self.lr_scheduler.step()
 
@@ -423,6 +461,10 @@ class _Trainer:
             "train_images_per_s": count / max(self.train_time, 1e-9),
         }
         self.rows.append(row)
+        if self.events is not None:
+            for name, value in row.items():
+                self.events.add_scalar(f"epoch/{name}", value, self.iteration)
+            self.events.flush()
         if self.progress:
             tqdm.write(
                 f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f} "
@@ -451,6 +493,35 @@ class _Trainer:
                 count += step.numel()
         self.update_sq += lr**2 * total.item() / max(count, 1)
         self.update_samples += 1
+
+    @torch.no_grad()
+    def _sample_diagnostics(self, p: float, lr: float) -> None:
+        """Append, per parameter tensor and for all of them together (layer ``"*"``), the RMS of
+        the step just taken, its ratio to the p = 0 step from the same state
+        (:meth:`nsf.optim.NSF.update_terms` at ``p=0.0``) and the median of v^
+        (:data:`nsf.train.results.DIAGNOSTIC_COLUMNS`); one host sync for all of them."""
+        names, values = [], []
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)  # sum u^2, sum u0^2, n
+        for name, param in self.net.named_parameters():
+            if param in self.optimizer.state:
+                terms = self.optimizer.update_terms(param)
+                sq = terms.step.double().square().sum()
+                sq0 = self.optimizer.update_terms(param, p=0.0).step.double().square().sum()
+                n = terms.step.numel()
+                total += torch.stack([sq, sq0, sq.new_tensor(float(n))])
+                values.append(torch.stack([(sq / n).sqrt(), (sq / sq0).sqrt(),
+                                           terms.v_hat.double().median()]))  # fmt: skip
+                names.append(name)
+        if not names:
+            return
+        everything = torch.stack([(total[0] / total[2]).sqrt(), (total[0] / total[1]).sqrt(),
+                                  total.new_tensor(float("nan"))])  # fmt: skip
+        rows = torch.stack([*values, everything]).tolist()
+        for name, (rms, ratio, vhat) in zip([*names, "*"], rows, strict=True):
+            self.diagnostics.append([self.iteration, p, lr, name, lr * rms, ratio, vhat])
+        if self.events is not None:
+            self.events.add_scalar("step/p", p, self.iteration)
+            self.events.add_scalar("step/ratio_to_p0", rows[-1][1], self.iteration)
 
     def _lr_at(self, it: int) -> float:
         return self.config.lr * self.lr_scheduler.schedules[0](it)

@@ -30,7 +30,9 @@ STEMS = ("cifar", "imagenet")
 NORMS = ("batch", "group", "none")
 
 
-def resnet18(num_classes: int, stem: str = "cifar", in_channels: int = 3) -> nn.Module:
+def resnet18(
+    num_classes: int, stem: str = "cifar", in_channels: int = 3, width: int = 64
+) -> nn.Module:
     """torchvision's ResNet-18 with random weights and a CIFAR or ImageNet stem (SPEC 3.2, 8.1).
 
     Args:
@@ -40,6 +42,10 @@ def resnet18(num_classes: int, stem: str = "cifar", in_channels: int = 3) -> nn.
             ``"imagenet"``: torchvision's 7x7 stride-2 conv1 and stride-2 max-pool (a 64 px
             input reaches layer4 at 2x2).
         in_channels: input channels (1 for grayscale data such as FER2013 or digits).
+        width: channels of conv1 and layer1 (layers 2-4 have 2x, 4x and 8x). 64 is the
+            ResNet-18 of the paper; a smaller width is the same depth and topology (18 layers,
+            the same strides, shortcuts and BatchNorms) with about (width/64)^2 of the
+            parameters and compute, the companion's CPU reduction (chapter 06).
 
     The replaced conv1 is initialised like torchvision's own convolutions (Kaiming normal,
     fan-out, ReLU gain), so the two stems differ only in shape.
@@ -53,13 +59,46 @@ def resnet18(num_classes: int, stem: str = "cifar", in_channels: int = 3) -> nn.
             f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}"
         )
     model = tv_resnet18(weights=None, num_classes=int(num_classes))
+    if int(width) != 64:
+        _narrow(model, int(width), in_channels)
+    width = int(width)
     if stem == "cifar":
-        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
-    elif in_channels != 3:
-        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    elif in_channels != 3 or width != 64:
+        model.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     return model
+
+
+def _narrow(model: nn.Module, width: int, in_channels: int) -> None:
+    """Rebuild ``model``'s (torchvision ResNet-18) body at ``width``: the same blocks, strides and
+    shortcuts with channels width, 2w, 4w, 8w, initialised as torchvision initialises them."""
+    from torchvision.models.resnet import BasicBlock
+
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+
+    def stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+        shortcut = None
+        if stride != 1 or c_in != c_out:
+            shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        return nn.Sequential(BasicBlock(c_in, c_out, stride, shortcut), BasicBlock(c_out, c_out))
+
+    w = width
+    model.conv1 = nn.Conv2d(in_channels, w, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(w)
+    model.layer1, model.layer2 = stage(w, w, 1), stage(w, 2 * w, 2)
+    model.layer3, model.layer4 = stage(2 * w, 4 * w, 2), stage(4 * w, 8 * w, 2)
+    model.fc = nn.Linear(8 * w, model.fc.out_features)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -129,13 +168,14 @@ def build_model(
 ) -> nn.Module:
     """The model called ``name`` (one of :data:`MODELS`).
 
-    ``stem`` applies to ``"resnet18"``; ``options`` go to :class:`SmallCNN` (``width``,
-    ``norm``). ResNet-18 takes no options.
+    ``stem`` applies to ``"resnet18"``; ``options`` go to :func:`resnet18` (``width``) or
+    :class:`SmallCNN` (``width``, ``norm``).
     """
     if name == "resnet18":
-        if options:
-            raise ValueError(f"resnet18 takes no model options, got {sorted(options)}")
-        return resnet18(num_classes, stem=stem, in_channels=in_channels)
+        unknown = set(options) - {"width"}
+        if unknown:
+            raise ValueError(f"unknown resnet18 options {sorted(unknown)}; known: width")
+        return resnet18(num_classes, stem=stem, in_channels=in_channels, **options)
     if name == "small_cnn":
         unknown = set(options) - {"width", "norm"}
         if unknown:

@@ -3,8 +3,10 @@
 A run lives in a directory of a :class:`nsf.runstore.RunStore`, keyed by the hash of
 ``TrainConfig.run_key``: ``config.json`` (that key), ``metrics.csv`` (one row per epoch,
 rewritten atomically), ``p_log.json`` (the p of every iteration, run-length encoded),
-``checkpoint.pt`` (everything that training needs to continue), ``model.pt`` (the final weights)
-and ``finished.json`` (a summary, with the augmentation the run used).
+``diagnostics.csv`` (with ``diagnostics_every``: the per-layer step diagnostics,
+:data:`DIAGNOSTIC_COLUMNS`), ``checkpoint.pt`` (everything that training needs to continue),
+``model.pt`` (the final weights) and ``finished.json`` (a summary, with the augmentation the run
+used).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from nsf.train.metrics import METRIC_COLUMNS, read_metrics_csv
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "DIAGNOSTICS_FILE",
+    "DIAGNOSTIC_COLUMNS",
     "METRICS_FILE",
     "MODEL_FILE",
     "P_LOG_FILE",
@@ -34,6 +38,14 @@ CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
 P_LOG_FILE = "p_log.json"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+#: One row per sampled iteration and parameter tensor (paper Sec. 5.1's step-size confound):
+#: the iteration (0-based, the step just taken), its p and lr, the tensor's name, the RMS of its
+#: step lr * u, that RMS over the RMS of the p = 0 step from the same optimizer state (how much
+#: the exponent, not the gradient, scales the step), and the median of its v^.
+DIAGNOSTIC_COLUMNS = (
+    "iteration", "p", "lr", "layer", "update_rms", "ratio_to_p0", "median_vhat",
+)  # fmt: skip
 
 
 @dataclass

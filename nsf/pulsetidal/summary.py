@@ -1,0 +1,176 @@
+"""Chapter 06's tables and statements, computed from its runs (never typed), and the numbers the
+paper prints for Sec. 5.1 (``data/paper_pulse_tidal.csv``)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from nsf.pulsetidal.metrics import (
+    divergence_check,
+    final_top1,
+    seed_sign_check,
+    seed_sign_count,
+    speedup_table,
+)
+from nsf.pulsetidal.runs import ArmRuns
+from nsf.pulsetidal.setup import PulseTidalSetup
+from nsf.verdicts import Check
+
+__all__ = [
+    "chapter_checks",
+    "confound_note",
+    "controls_table",
+    "final_note",
+    "layer_table",
+    "paper_numbers",
+    "paper_scale_note",
+    "runs_summary",
+    "seed_band",
+]
+
+
+@functools.cache
+def _paper() -> pd.DataFrame:
+    from nsf.book.provenance import repo_root
+
+    return pd.read_csv(repo_root() / "data" / "paper_pulse_tidal.csv").set_index("quantity")
+
+
+def paper_numbers() -> pd.DataFrame:
+    """What Sec. 5.1 and the abstract print (value, unit, section, the paper's words), by
+    quantity; the schedule's p values are not among them (the paper body leaves them blank)."""
+    return _paper().copy()
+
+
+def runs_summary(runs: ArmRuns, setup: PulseTidalSetup) -> str:
+    """How many runs finished, per sweep, and the measured lr of ``sgd_scaled``."""
+    counts = ", ".join(f"{len(s)} in {name}" for name, s in runs.statuses.items())
+    text = f"All runs finished ({counts})."
+    if not math.isnan(runs.ratio):
+        text += (
+            f" The pulse_tidal runs' steps were on average {runs.ratio:.3g}x the p = 0 step from "
+            f"the same state (mean over sampled iterations of the whole network's RMS ratio)"
+        )
+        if "sgd_scaled" in setup.controls:
+            text += f", so sgd_scaled trains at lr = {setup.lr:g} x {runs.ratio:.3g}"
+        text += "."
+    return text
+
+
+def seed_band(frame: pd.DataFrame, arm: str, column: str) -> pd.DataFrame:
+    """Per epoch of ``arm``: the mean of ``column`` over seeds and mean -/+ one std (ddof=1;
+    the mean alone with one seed)."""
+    rows = frame[frame["arm"] == arm].groupby("epoch")[column]
+    mean, std = rows.mean(), rows.std(ddof=1).fillna(0.0)
+    return pd.DataFrame({"mean": mean, "low": mean - std, "high": mean + std})
+
+
+def final_note(final: pd.DataFrame, pairs: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """Ours beside the paper's final top-1, with the seed-pair signs."""
+    by_arm = final.set_index("arm")
+    base, arm = by_arm.loc["baseline"], by_arm.loc["pulse_tidal"]
+    gain = arm["top1_mean"] - base["top1_mean"]
+    n = seed_sign_count(pairs)
+    p_base = paper.loc["baseline_final_top1", "value"]
+    p_arm = paper.loc["pulse_tidal_final_top1", "value"]
+    return (
+        f"Here: baseline {base['top1_mean']:.2%} ± {base['top1_std']:.2%}, pulse_tidal "
+        f"{arm['top1_mean']:.2%} ± {arm['top1_std']:.2%} (mean ± std over {int(arm['n_seeds'])} "
+        f"seeds), a gain of {gain * 100:+.2f} points; pulse_tidal is ahead in {n['positive']} of "
+        f"{n['pairs']} seed pairs. The paper (Sec. 5.1.2, TinyImageNet, 200 epochs): {p_base:g} % "
+        f"→ {p_arm:g} %, {p_arm - p_base:+.1f} points. The two tasks differ, so only the sign and "
+        "the size relative to the seed spread are comparable."
+    )
+
+
+def layer_table(diagnostics: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """Per parameter tensor of ``arm``'s runs: its mean median v^ and its mean step-size ratio to
+    the p = 0 step in the ``high`` and ``low`` tidal phases (the samples' two most frequent p
+    after the pulse: the larger is ``high``)."""
+    rows = diagnostics[(diagnostics["arm"] == arm) & (diagnostics["layer"] != "*")]
+    if rows.empty:
+        raise ValueError(f"no per-layer diagnostics for arm {arm!r}")
+    phases = rows["p"].round(12).value_counts()
+    tidal = sorted(phases.index[:2]) if len(phases) >= 2 else [phases.index[0]] * 2
+    low, high = tidal[0], tidal[-1]
+    p = rows["p"].round(12)
+    table = rows.groupby("layer", sort=False)["median_vhat"].mean().to_frame()
+    table["ratio_high"] = rows[p == high].groupby("layer", sort=False)["ratio_to_p0"].mean()
+    table["ratio_low"] = rows[p == low].groupby("layer", sort=False)["ratio_to_p0"].mean()
+    return table
+
+
+def confound_note(runs: ArmRuns, setup: PulseTidalSetup) -> str:
+    """The measured step-size factors of the tidal phases against the closed form v^(-p) at the
+    network's median v^."""
+    layers = layer_table(runs.diagnostics, "pulse_tidal")
+    vhat = float(np.median(layers["median_vhat"]))
+    whole = runs.diagnostics[
+        (runs.diagnostics["arm"] == "pulse_tidal") & (runs.diagnostics["layer"] == "*")
+    ]
+    p = whole["p"].round(12)
+    high = whole.loc[p == round(setup.high, 12), "ratio_to_p0"].mean()
+    low = whole.loc[p == round(setup.low, 12), "ratio_to_p0"].mean()
+    return (
+        f"Measured over the whole network, the step in the p = {setup.high:g} phases was on "
+        f"average {high:.3g}x the p = 0 step and in the p = {setup.low:g} phases {low:.3g}x. The "
+        f"median over tensors of their median v^ is {vhat:.3g}; the closed form v^(-p) at that "
+        f"value gives {vhat**-setup.high:.3g}x and {vhat**-setup.low:.3g}x (the tensors' v^ "
+        "spread over orders of magnitude, so the whole-network factor follows the tensors with "
+        "the largest steps, not the median)."
+    )
+
+
+def controls_table(frame: pd.DataFrame, *, arm: str = "arm") -> pd.DataFrame:
+    """Per arm: seeds, final top-1 mean and std, the gain over the baseline, and the speed-up at
+    the baseline's final accuracy S(a*)."""
+    final = final_top1(frame, arm=arm).set_index(arm)
+    base = final.loc["baseline", "top1_mean"]
+    out = final[["n_seeds", "top1_mean", "top1_std"]].copy()
+    out["gain_over_baseline"] = out["top1_mean"] - base
+    out["S(a*)"] = [
+        math.nan
+        if name == "baseline"
+        else float(
+            speedup_table(frame, "baseline", name, fractions=(1.0,), arm=arm)["speedup"].iloc[0]
+        )
+        for name in out.index
+    ]
+    return out
+
+
+def chapter_checks(
+    frame: pd.DataFrame, readings: Sequence, matched: pd.DataFrame, pairs: pd.DataFrame
+) -> list[Check]:
+    """The chapter's verdicts: the three speed-up readings, the accuracy–loss divergence, and the
+    gain in every seed pair."""
+    return [*(r.check() for r in readings), divergence_check(matched), seed_sign_check(pairs)]
+
+
+def paper_scale_note(paper_sweep: str, paper_results: str) -> str:
+    """The commands that run the paper profile, and whether its results are committed."""
+    from pathlib import Path
+
+    text = (
+        "On one GPU:\n\n```bash\nexport NSF_DATA_ROOT=/path/to/data   # holds tinyimagenet/"
+        "tiny-imagenet-200\nnsf run 06 --profile paper --output 06_paper.ipynb\n```\n\n"
+        f"On a SLURM cluster, the arms that need no measurement are the sweep `{paper_sweep}`:"
+        f"\n\n```bash\nnsf sweep run {paper_sweep} --store /shared/nsf-runs --executor slurm "
+        f"--partition gpu\nnsf sweep collect {paper_sweep} --store /shared/nsf-runs --output "
+        f"{paper_results}\n```\n\n"
+        "Expected cost, an estimate and not a measurement: about 1–1.7 GPU-hours per 200-epoch "
+        "run on one H100-class GPU with bf16 and channels_last (`python benchmarks/gpu_check.py` "
+        "measures the images per second and projects it), so about 12–20 GPU-hours for the 6 "
+        "main runs and 6 controls."
+    )
+    if not Path(paper_results).exists():
+        text += (
+            f"\n\nNo paper-scale results are committed (`{paper_results}` does not exist), so this "
+            "page shows no TinyImageNet numbers of its own."
+        )
+    return text
