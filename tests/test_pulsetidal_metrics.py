@@ -82,6 +82,17 @@ def test_the_interpolated_time_is_the_first_crossing_of_the_polyline(values, lev
     assert all(v < level for v in before)
 
 
+def test_a_star_is_the_baseline_final_accuracy_not_its_best():
+    # the baseline peaks at 0.6 (epoch 40) and ends at a* = 0.5, first reached at epoch 100 / 3
+    def baseline(e):
+        return 0.015 * e if e <= 40 else 0.6 - 0.01 * (e - 40)
+
+    f = frame({"baseline": baseline, "pt": linear(0.05, cap=0.52)})
+    row = m.speedup_table(f, "baseline", "pt").iloc[-1]
+    assert row["level"] == approx(0.5) and row["t_base"] == approx(100 / 3)
+    assert row["speedup"] == approx(1 - 10 / (100 / 3))
+
+
 def test_the_speedup_is_nan_with_its_reason_when_the_arm_never_reaches_the_level():
     f = frame({"baseline": linear(0.01), "pt": linear(0.04, cap=0.4)})
     row = m.speedup_table(f, "baseline", "pt").iloc[-1]  # a* = 0.5
@@ -160,10 +171,16 @@ def test_the_abstract_reads_the_cost_against_the_baseline_whole_run():
     assert slow.value == approx(0.5 / 0.015 / 50) and slow.passed is False
 
 
-def test_the_tolerance_widens_about_symmetrically():
+def test_the_tolerance_widens_about_on_both_sides_and_only_cost_is_one_sided():
     arm = linear(0.01 / 0.31, cap=0.6)  # S = 0.69 everywhere
     assert readings(arm)[1].passed is False
     assert readings(arm, tolerance=0.07)[1].passed is True
+    fast = readings(linear(0.01 / 0.15, cap=0.6))  # S = 0.85, C = 0.15
+    assert fast[1].passed is False and fast[2].passed is True
+    early = readings(linear(0.01 / 0.88, cap=0.6))[0]  # S = 0.12: within 0.15 - 0.05
+    assert early.value == approx(0.12) and early.passed is True
+    assert readings(linear(0.01 / 0.88, cap=0.6), tolerance=0.0)[0].passed is False
+    assert readings(linear(0.01 / 0.74, cap=0.6))[0].passed is False  # S = 0.26
     with pytest.raises(ValueError, match="tolerance"):
         readings(arm, tolerance=-0.1)
 
