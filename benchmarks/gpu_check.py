@@ -65,7 +65,7 @@ SIZES = {
                  warmup=3, repeats=3, ddp_batch=64, ddp_steps=3, compile_backend="inductor",
                  optimizer_args=[], timeout_s=240),
     "cpu": dict(model="small_cnn", batch_size=4, image_size=16, num_classes=200, steps=2,
-                warmup=1, repeats=2, ddp_batch=4, ddp_steps=2, compile_backend="eager",
+                warmup=1, repeats=3, ddp_batch=4, ddp_steps=2, compile_backend="eager",
                 optimizer_args=["--rounds", "1", "--warmup", "0"], timeout_s=240),
 }  # fmt: skip
 
