@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nsf.pulsetidal import metrics as m
+from nsf.train import evaluation as ev
 from nsf.verdicts import checks_table
 
 E = 50  # epochs of every run
@@ -274,30 +275,30 @@ def test_a_calibrated_construction_has_zero_ece():
     # bin of 0.8: 8 of 10 right; bin of 0.3: 3 of 10 right
     conf = np.array([0.8] * 10 + [0.3] * 10)
     correct = np.array([1] * 8 + [0] * 2 + [1] * 3 + [0] * 7)
-    assert m.expected_calibration_error(conf, correct) == pytest.approx(0.0, abs=1e-15)
+    assert ev.expected_calibration_error(conf, correct) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_a_miscalibrated_construction_has_the_closed_form_ece():
     # 0.9 with 5 of 10 right (gap 0.4), 0.6 with 6 of 10 right (gap 0): ECE = 0.5 * 0.4
     conf = torch.tensor([0.9] * 10 + [0.6] * 10)
     correct = torch.tensor([True] * 5 + [False] * 5 + [True] * 6 + [False] * 4)
-    assert m.expected_calibration_error(conf, correct) == pytest.approx(0.2)
+    assert ev.expected_calibration_error(conf, correct) == pytest.approx(0.2)
     # over- and under-confident bins do not cancel: gaps +0.4 and -0.4 give 0.4, not 0
     conf = np.array([0.9] * 10 + [0.1] * 10)
     correct = np.array([1] * 5 + [0] * 5 + [1] * 5 + [0] * 5)
-    assert m.expected_calibration_error(conf, correct) == pytest.approx(0.4)
+    assert ev.expected_calibration_error(conf, correct) == pytest.approx(0.4)
 
 
 def test_bins_are_closed_on_the_right_and_averaged_within():
     # 2 bins: 0.5 belongs to (0, 0.5], 0.9 to (0.5, 1]: (|1 - 0.5| + |0 - 0.9|) / 2
-    assert m.expected_calibration_error([0.5, 0.9], [1, 0], bins=2) == pytest.approx(0.7)
+    assert ev.expected_calibration_error([0.5, 0.9], [1, 0], bins=2) == pytest.approx(0.7)
     # both in (0.5, 1]: |1 - (0.6 + 1.0)| / 2
-    assert m.expected_calibration_error([0.6, 1.0], [1, 0], bins=2) == pytest.approx(0.3)
-    assert m.expected_calibration_error([0.0], [0], bins=2) == 0.0
+    assert ev.expected_calibration_error([0.6, 1.0], [1, 0], bins=2) == pytest.approx(0.3)
+    assert ev.expected_calibration_error([0.0], [0], bins=2) == 0.0
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
-        m.expected_calibration_error([1.5], [1])
+        ev.expected_calibration_error([1.5], [1])
     with pytest.raises(ValueError, match="correctness"):
-        m.expected_calibration_error([0.5, 0.5], [1])
+        ev.expected_calibration_error([0.5, 0.5], [1])
 
 
 def test_bins_add_over_batches_and_match_the_engine_evaluation():
@@ -314,7 +315,7 @@ def test_bins_add_over_batches_and_match_the_engine_evaluation():
     probs = model(xs.reshape(-1, 6)).detach().softmax(1)
     conf, pred = probs.max(1)
     correct = pred == ys.reshape(-1)
-    bins = sum(m.calibration_bins(conf[i : i + 40], correct[i : i + 40]) for i in (0, 40, 80))
-    assert torch.equal(bins, m.calibration_bins(conf, correct))
-    ece = m.expected_calibration_error(conf, correct)
+    bins = sum(ev.calibration_bins(conf[i : i + 40], correct[i : i + 40]) for i in (0, 40, 80))
+    assert torch.equal(bins, ev.calibration_bins(conf, correct))
+    ece = ev.expected_calibration_error(conf, correct)
     assert ece == pytest.approx(evaluate(model, Loader(), 5)["ece"], rel=1e-12)

@@ -191,6 +191,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
                 "every": 7,
             },
             "model_options": {"width": 16},  # BatchNorm: running statistics must resume too
+            "diagnostics_every": 3,  # the step diagnostics must resume too
         }
     )
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -212,6 +213,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
 
     assert untimed(a) == untimed(b)
     assert (a / "p_log.json").read_text() == (b / "p_log.json").read_text()
+    assert (a / "diagnostics.csv").read_text() == (b / "diagnostics.csv").read_text()
     params_a, params_b = _load(a / "model.pt"), _load(b / "model.pt")
     assert params_a.keys() == params_b.keys()
     for name in params_a:  # weights and BatchNorm statistics, bit for bit
@@ -447,3 +449,69 @@ def test_rms_matched_steps_are_the_size_of_the_p0_step(tmp_path):
         sizes[name] = result.metrics[-1]["update_rms"]
     assert sizes["p.5m"] == pytest.approx(sizes["p0"], rel=1e-5)
     assert abs(sizes["p.5"] / sizes["p0"] - 1) > 0.5, sizes
+
+
+def test_diagnostics_are_each_layers_step_and_its_ratio_to_the_p0_step(tmp_path):
+    """One full-batch step from the seeded weights, at p = 0.5 and at p = 0 (the same gradient,
+    so the same state): each tensor's diagnosed update_rms is the RMS of its weights' change, its
+    ratio_to_p0 is the ratio of the two runs' changes, and the whole network's row ("*") is the
+    same over all weights; at p = 0 and under rms_matched every ratio is 1."""
+    import pandas as pd
+
+    from nsf.train.models import build_model
+
+    deltas, diagnostics = {}, {}
+    cases = [("p.5", 0.5, None), ("p0", 0.0, None), ("p.5m", 0.5, "rms_matched")]
+    for name, p, norm in cases:
+        config, result = _one_step(
+            tmp_path / name, p_schedule={"kind": "constant", "p": p}, update_norm=norm,
+            diagnostics_every=1,
+        )  # fmt: skip
+        torch.manual_seed(config.seed)
+        init = build_model(config.model, 10, 1, stem=config.stem, **config.model_options)
+        final = _load(result.run_dir / "model.pt")
+        deltas[name] = {k: (w.detach() - final[k]).double() for k, w in init.named_parameters()}
+        diagnostics[name] = pd.read_csv(result.run_dir / "diagnostics.csv").set_index("layer")
+    rows, rows0 = diagnostics["p.5"], diagnostics["p0"]
+    assert set(rows.index) == {*deltas["p.5"], "*"} and (rows["iteration"] == 0).all()
+    for layer, delta in deltas["p.5"].items():
+        rms, rms0 = delta.square().mean().sqrt().item(), deltas["p0"][layer].square().mean().sqrt()
+        assert rows.loc[layer, "update_rms"] == pytest.approx(rms, rel=1e-5), layer
+        assert rows.loc[layer, "ratio_to_p0"] == pytest.approx(rms / rms0.item(), rel=1e-4), layer
+    every = torch.cat([d.flatten() for d in deltas["p.5"].values()])
+    every0 = torch.cat([d.flatten() for d in deltas["p0"].values()])
+    ratio = (every.square().sum() / every0.square().sum()).sqrt().item()
+    assert rows.loc["*", "ratio_to_p0"] == pytest.approx(ratio, rel=1e-4)
+    assert (rows0["ratio_to_p0"] == 1.0).all()
+    assert diagnostics["p.5m"]["ratio_to_p0"].to_numpy() == pytest.approx(1.0, rel=1e-4)  # float32
+    assert abs(rows.loc["*", "ratio_to_p0"] - 1) > 0.5  # p = 0.5 really changes the step size
+
+
+def test_tensorboard_is_refused_before_any_data_loads_when_its_package_is_missing(
+    tmp_path, monkeypatch
+):
+    """tensorboard=True names the missing package and the fix before anything is trained; the
+    event files are a view of the run, so they do not change its key."""
+    import nsf.train.loop as loop
+
+    config = TrainConfig(**{**DIGITS, "epochs": 1, "tensorboard": True})
+    assert config.run_key() == config.replace(tensorboard=False).run_key()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    loaded = []
+    monkeypatch.setattr(loop, "load_dataset", lambda *a, **k: loaded.append(a))
+    with pytest.raises(RuntimeError, match="pip install tensorboard"):
+        train(config, tmp_path, progress=False)
+    assert not loaded and not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_tensorboard_event_files_hold_the_epoch_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(**{**DIGITS, "epochs": 2, "tensorboard": True, "diagnostics_every": 5})
+    result = train(config, tmp_path, progress=False)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    top1 = [e.value for e in events.Scalars("epoch/val_top1")]
+    assert top1 == pytest.approx([row["val_top1"] for row in result.metrics], rel=1e-6)
+    assert len(events.Scalars("step/p")) == len(range(0, result.summary["iterations"], 5))

@@ -1,23 +1,22 @@
 """The pulse–tidal experiment of Sec. 5.1 (book chapter 06): ResNet-18 on TinyImageNet.
 
-:mod:`nsf.pulsetidal.metrics` holds the metrics over the sweep's tidy results: final top-1 over
-seeds, time to accuracy and the speed-up S(a), the paper's three speed-up readings, the loss at
-matched accuracy, the expected calibration error and the sign of the gain per seed pair.
+:mod:`nsf.pulsetidal.setup` holds the arms and controls as sweeps; :mod:`nsf.pulsetidal.runs`
+runs them and reads back metrics, step diagnostics and p; :mod:`nsf.pulsetidal.metrics` the
+metrics over the tidy results (final top-1 over seeds, time to accuracy and the speed-up S(a),
+the paper's three speed-up readings, the loss at matched accuracy, the sign of the gain per seed
+pair); :mod:`nsf.pulsetidal.summary` the chapter's tables and statements and the numbers the
+paper prints.
 """
 
 from nsf.pulsetidal.metrics import (
     ARM,
     EARLY_FRACTIONS,
-    ECE_BINS,
     FRACTIONS,
     TOLERANCE,
     Reached,
     Reading,
-    calibration_bins,
     divergence_check,
-    ece_from_bins,
     epoch_differences,
-    expected_calibration_error,
     final_top1,
     loss_at_matched_accuracy,
     mean_curve,
@@ -30,29 +29,57 @@ from nsf.pulsetidal.metrics import (
     speedup_table,
     time_to_accuracy,
 )
+from nsf.pulsetidal.runs import ArmRuns, arm_table, run_arms
+from nsf.pulsetidal.setup import CONTROLS, PulseTidalSetup, step_ratio
+from nsf.pulsetidal.summary import (
+    chapter_checks,
+    confound_note,
+    controls_note,
+    controls_table,
+    final_note,
+    layer_table,
+    paper_numbers,
+    paper_scale_note,
+    runs_summary,
+    seed_band,
+    speedup_grid,
+)
 
 __all__ = [
     "ARM",
+    "CONTROLS",
     "EARLY_FRACTIONS",
-    "ECE_BINS",
     "FRACTIONS",
     "TOLERANCE",
+    "ArmRuns",
+    "PulseTidalSetup",
     "Reached",
     "Reading",
-    "calibration_bins",
+    "arm_table",
+    "chapter_checks",
+    "confound_note",
+    "controls_note",
+    "controls_table",
     "divergence_check",
-    "ece_from_bins",
     "epoch_differences",
-    "expected_calibration_error",
+    "final_note",
     "final_top1",
+    "layer_table",
     "loss_at_matched_accuracy",
     "mean_curve",
+    "paper_numbers",
+    "paper_scale_note",
     "readings_table",
+    "run_arms",
+    "runs_summary",
+    "seed_band",
     "seed_pairs",
     "seed_sign_check",
     "seed_sign_count",
     "speedup_checks",
+    "speedup_grid",
     "speedup_readings",
     "speedup_table",
+    "step_ratio",
     "time_to_accuracy",
 ]

@@ -39,23 +39,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 
 from nsf.verdicts import Check, Strength
 
 __all__ = [
     "ARM",
     "EARLY_FRACTIONS",
-    "ECE_BINS",
     "FRACTIONS",
     "TOLERANCE",
     "Reached",
     "Reading",
-    "calibration_bins",
     "divergence_check",
-    "ece_from_bins",
     "epoch_differences",
-    "expected_calibration_error",
     "final_top1",
     "loss_at_matched_accuracy",
     "mean_curve",
@@ -77,8 +72,6 @@ FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 EARLY_FRACTIONS = (0.5, 0.6, 0.7, 0.8)
 #: Half-width of "about" in the speed-up readings, in units of S (5 % of the baseline's time).
 TOLERANCE = 0.05
-#: Bins of the expected calibration error (as the engine's evaluation uses).
-ECE_BINS = 15
 
 
 # ------------------------------------------------------------------------------ curves and times
@@ -492,44 +485,3 @@ def seed_sign_check(pairs: pd.DataFrame) -> Check:
         undecided="no seed run by both arms",
         strength="lenient",
     )
-
-
-# ------------------------------------------------------------------------------ calibration
-
-
-def calibration_bins(confidence: Any, correct: Any, bins: int = ECE_BINS) -> torch.Tensor:
-    """Per equal-width confidence bin: [count, number correct, sum of confidence], a float64
-    tensor of shape (3, bins) on the input's device. Sums of these over batches (or processes)
-    give the bins of the union, which :func:`ece_from_bins` turns into the ECE.
-
-    Bin k (0-based) holds the confidences in (k / bins, (k + 1) / bins]; a confidence of 0 goes
-    to the first. ``confidence`` is the top-1 softmax probability of each sample, ``correct``
-    whether the top-1 prediction was right (bool or 0/1); numpy arrays or tensors.
-    """
-    c = torch.as_tensor(confidence).detach().double().reshape(-1)
-    ok = torch.as_tensor(correct, device=c.device).detach().double().reshape(-1)
-    if c.numel() != ok.numel():
-        raise ValueError(f"{c.numel()} confidences but {ok.numel()} correctness values")
-    if int(bins) < 1:
-        raise ValueError(f"bins={bins} must be >= 1")
-    if c.numel() and (c.min() < 0 or c.max() > 1 or c.isnan().any()):
-        raise ValueError("confidences must lie in [0, 1]")
-    index = (c * bins).ceil().long().clamp_(1, bins) - 1
-    onehot = (index[:, None] == torch.arange(bins, device=c.device)).double()  # deterministic
-    return torch.stack([onehot.sum(0), ok @ onehot, c @ onehot])
-
-
-def ece_from_bins(bins: torch.Tensor) -> float:
-    """ECE = sum_k |correct_k - confidence_k| / N from the bins of :func:`calibration_bins`
-    (N the total count; 0 for no samples): the count-weighted mean over bins of the gap between
-    accuracy and mean confidence."""
-    count = float(bins[0].sum())
-    return float((bins[1] - bins[2]).abs().sum()) / max(count, 1.0)
-
-
-def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BINS) -> float:
-    """The standard equal-width-bin expected calibration error (15 bins by default) of top-1
-    confidences and their correctness: 0 for a calibrated predictor (in every bin the accuracy
-    equals the mean confidence). Over-confidence at equal accuracy raises the validation loss,
-    one reason accuracy and loss can diverge (Sec. 5.1.3)."""
-    return ece_from_bins(calibration_bins(confidence, correct, bins))

@@ -19,7 +19,7 @@ from nsf.pulsetidal.setup import PulseTidalSetup, step_ratio
 from nsf.train.plog import rle_decode
 from nsf.train.results import DIAGNOSTICS_FILE, P_LOG_FILE
 
-__all__ = ["ArmRuns", "run_arms"]
+__all__ = ["ArmRuns", "arm_table", "run_arms"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,7 +147,7 @@ class PulseTidalSetup:
             "weight_decay": self.weight_decay, "momentum": "heavy_ball",
             "lr_schedule": self.lr_schedule(),
             "p_schedule": {"kind": "constant", "p": 0.0}, "update_norm": "none",
-            "diagnostics_every": self.diagnostics_every, "deterministic": True,
+            "diagnostics_every": self.diagnostics_every, "deterministic": self.device == "cpu",
             "device": self.device, "amp": self.amp, "channels_last": self.channels_last,
             "compile": self.compile,
         }  # fmt: skip

@@ -24,6 +24,7 @@ from nsf.verdicts import Check
 __all__ = [
     "chapter_checks",
     "confound_note",
+    "controls_note",
     "controls_table",
     "final_note",
     "layer_table",
@@ -31,6 +32,7 @@ __all__ = [
     "paper_scale_note",
     "runs_summary",
     "seed_band",
+    "speedup_grid",
 ]
 
 
@@ -78,10 +80,16 @@ def final_note(final: pd.DataFrame, pairs: pd.DataFrame, paper: pd.DataFrame) ->
     n = seed_sign_count(pairs)
     p_base = paper.loc["baseline_final_top1", "value"]
     p_arm = paper.loc["pulse_tidal_final_top1", "value"]
+
+    def spread(row) -> str:
+        return "" if math.isnan(row["top1_std"]) else f" ± {row['top1_std']:.2%}"
+
+    seeds = int(arm["n_seeds"])
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed, so no spread"
     return (
-        f"Here: baseline {base['top1_mean']:.2%} ± {base['top1_std']:.2%}, pulse_tidal "
-        f"{arm['top1_mean']:.2%} ± {arm['top1_std']:.2%} (mean ± std over {int(arm['n_seeds'])} "
-        f"seeds), a gain of {gain * 100:+.2f} points; pulse_tidal is ahead in {n['positive']} of "
+        f"Here: baseline {base['top1_mean']:.2%}{spread(base)}, pulse_tidal "
+        f"{arm['top1_mean']:.2%}{spread(arm)} ({over}), a gain of {gain * 100:+.2f} points; "
+        f"pulse_tidal is ahead in {n['positive']} of "
         f"{n['pairs']} seed pairs. The paper (Sec. 5.1.2, TinyImageNet, 200 epochs): {p_base:g} % "
         f"→ {p_arm:g} %, {p_arm - p_base:+.1f} points. The two tasks differ, so only the sign and "
         "the size relative to the seed spread are comparable."
@@ -144,6 +152,46 @@ def controls_table(frame: pd.DataFrame, *, arm: str = "arm") -> pd.DataFrame:
     return out
 
 
+def speedup_grid(frame: pd.DataFrame, fractions: Sequence[float]) -> pd.DataFrame:
+    """S(q a*) of every arm but the baseline (rows) at every fraction q (columns); NaN where the
+    arm's curve never reaches the level."""
+    arms = [a for a in pd.unique(frame["arm"]) if a != "baseline"]
+    rows = {
+        arm: speedup_table(frame, "baseline", arm, fractions=fractions, arm="arm").set_index(
+            "fraction"
+        )["speedup"]
+        for arm in arms
+    }
+    grid = pd.DataFrame(rows).T
+    grid.columns = [f"{q:g}" for q in grid.columns]
+    return grid
+
+
+def controls_note(controls: pd.DataFrame, k_sigma: float = 2.0) -> str:
+    """Which arms end within ``k_sigma`` baseline standard deviations of the baseline's final
+    top-1, and which above or below it (a one-seed control is judged against the baseline's
+    spread only)."""
+    base = controls.loc["baseline"]
+    spread = k_sigma * (0.0 if math.isnan(base["top1_std"]) else base["top1_std"])
+    groups: dict[str, list[str]] = {"above": [], "within": [], "below": []}
+    for arm, row in controls.drop(index="baseline").iterrows():
+        gap = row["top1_mean"] - base["top1_mean"]
+        groups["above" if gap > spread else "below" if gap < -spread else "within"].append(
+            f"{arm} ({gap * 100:+.1f} points)"
+        )
+    head = (
+        f"the baseline's {base['top1_mean']:.1%} by more than {k_sigma:g} of its seed standard "
+        f"deviations ({spread * 100:.1f} points)"
+    )
+    parts = [
+        (f"Within {k_sigma:g} seed standard deviations" if name == "within" else
+         f"{name.capitalize()} {head}") + ": " + ", ".join(arms)
+        for name, arms in groups.items()
+        if arms
+    ]  # fmt: skip
+    return ". ".join(parts) + "."
+
+
 def chapter_checks(
     frame: pd.DataFrame, readings: Sequence, matched: pd.DataFrame, pairs: pd.DataFrame
 ) -> list[Check]:
@@ -165,8 +213,9 @@ def paper_scale_note(paper_sweep: str, paper_results: str) -> str:
         f"{paper_results}\n```\n\n"
         "Expected cost, an estimate and not a measurement: about 1–1.7 GPU-hours per 200-epoch "
         "run on one H100-class GPU with bf16 and channels_last (`python benchmarks/gpu_check.py` "
-        "measures the images per second and projects it), so about 12–20 GPU-hours for the 6 "
-        "main runs and 6 controls."
+        "measures the images per second and projects it): about 8–14 GPU-hours for the 6 main "
+        "runs, and 1–1.7 for each control run (the chapter's paper profile runs 7, the sweep file "
+        "18 with three seeds each)."
     )
     if not Path(paper_results).exists():
         text += (

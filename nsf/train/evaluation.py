@@ -14,7 +14,13 @@ from torch import nn
 from nsf.train.device import autocast
 from nsf.train.distributed import Dist
 
-__all__ = ["ECE_BINS", "evaluate"]
+__all__ = [
+    "ECE_BINS",
+    "calibration_bins",
+    "ece_from_bins",
+    "evaluate",
+    "expected_calibration_error",
+]
 
 #: Bins of the expected calibration error.
 ECE_BINS = 15
@@ -43,7 +49,6 @@ def evaluate(
     # [loss, top1, topk, count] and per bin [count, correct, confidence]
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     bins = torch.zeros(3, ECE_BINS, dtype=torch.float64, device=device)
-    edges = torch.arange(ECE_BINS, device=device)
     for x, y in loader.epoch(0):
         if y.numel() == 0:
             continue
@@ -58,13 +63,52 @@ def evaluate(
         totals += torch.stack(
             [loss.double(), correct.sum(), topk.double().sum(), correct.new_tensor(y.numel())]
         )
-        index = (confidence * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1
-        onehot = (index[:, None] == edges).double()  # a matmul, not a scatter: deterministic
-        bins += torch.stack([onehot.sum(0), correct @ onehot, confidence.double() @ onehot])
+        bins += _bins(confidence.double(), correct, ECE_BINS)
     dist.all_reduce_(totals)
     dist.all_reduce_(bins)
     model.train(was_training)
     loss, top1, topk, count = totals.tolist()
-    ece = (bins[1] - bins[2]).abs().sum().item() / max(count, 1.0)
     n = max(count, 1.0)
-    return {"loss": loss / n, "top1": top1 / n, "topk": topk / n, "ece": ece}
+    return {"loss": loss / n, "top1": top1 / n, "topk": topk / n, "ece": ece_from_bins(bins)}
+
+
+def _bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int) -> torch.Tensor:
+    index = (confidence * bins).ceil().long().clamp_(1, bins) - 1
+    onehot = (index[:, None] == torch.arange(bins, device=confidence.device)).double()
+    return torch.stack([onehot.sum(0), correct @ onehot, confidence @ onehot])  # deterministic
+
+
+def calibration_bins(confidence: Any, correct: Any, bins: int = ECE_BINS) -> torch.Tensor:
+    """Per equal-width confidence bin: [count, number correct, sum of confidence], a float64
+    tensor of shape (3, bins) on the input's device. Sums of these over batches (or processes)
+    give the bins of the union, which :func:`ece_from_bins` turns into the ECE.
+
+    Bin k (0-based) holds the confidences in (k / bins, (k + 1) / bins]; a confidence of 0 goes
+    to the first. ``confidence`` is the top-1 softmax probability of each sample, ``correct``
+    whether the top-1 prediction was right (bool or 0/1); numpy arrays or tensors.
+    """
+    c = torch.as_tensor(confidence).detach().double().reshape(-1)
+    ok = torch.as_tensor(correct, device=c.device).detach().double().reshape(-1)
+    if c.numel() != ok.numel():
+        raise ValueError(f"{c.numel()} confidences but {ok.numel()} correctness values")
+    if int(bins) < 1:
+        raise ValueError(f"bins={bins} must be >= 1")
+    if c.numel() and (c.min() < 0 or c.max() > 1 or c.isnan().any()):
+        raise ValueError("confidences must lie in [0, 1]")
+    return _bins(c, ok, int(bins))
+
+
+def ece_from_bins(bins: torch.Tensor) -> float:
+    """ECE = sum_k |correct_k - confidence_k| / N from the bins of :func:`calibration_bins`
+    (N the total count; 0 for no samples): the count-weighted mean over bins of the gap between
+    accuracy and mean confidence."""
+    count = float(bins[0].sum())
+    return float((bins[1] - bins[2]).abs().sum()) / max(count, 1.0)
+
+
+def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BINS) -> float:
+    """The standard equal-width-bin expected calibration error (15 bins by default) of top-1
+    confidences and their correctness: 0 for a calibrated predictor (in every bin the accuracy
+    equals the mean confidence). Over-confidence at equal accuracy raises the validation loss,
+    one reason accuracy and loss can diverge (Sec. 5.1.3)."""
+    return ece_from_bins(calibration_bins(confidence, correct, bins))
