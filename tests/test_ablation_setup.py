@@ -38,7 +38,9 @@ def test_the_sweep_is_cases_times_p_times_policies_times_seeds():
     [
         ({"p_values": [0.25, 0.5]}, "lacks p = 0"),
         ({"p_values": [0.0, 0.5, 0.5]}, "repeats"),
-        ({"policies": ["per_p"]}, "policies"),
+        ({"policies": ["per_lr"]}, "policies"),
+        ({"lr_factors": [1.0, 1.0]}, "repeats"),
+        ({"holdout_fraction": 1.0}, "holdout_fraction"),
         ({"bands": {"top": [5.0, 20.0]}}, "bands['top']"),
         ({"digits": False, "bands": {}}, "no case to run"),
         ({"roles": {"cifar10": "clean"}}, "not cases"),

@@ -84,8 +84,8 @@ def confound_note(sizes: pd.DataFrame) -> str:
     if not searched.empty:
         parts.append(
             f"Under per_p (an lr searched at every p) the ratio lies within "
-            f"{searched['ratio_to_p0'].min():.3g}-{searched['ratio_to_p0'].max():.3g}x: how much "
-            "of the fixed policy's spread the search undoes."
+            f"{searched['ratio_to_p0'].min():.3g}-{searched['ratio_to_p0'].max():.3g}x (the search "
+            "picks each lr by holdout accuracy, not by step size, so it need not undo the spread)."
         )
     return " ".join(parts)
 
