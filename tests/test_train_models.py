@@ -86,5 +86,6 @@ def test_build_model_dispatch_and_errors():
         SmallCNN(10, norm="layer")
     with pytest.raises(ValueError, match="depth"):
         build_model("small_cnn", 10, depth=3)
-    with pytest.raises(ValueError, match="no model options"):
-        build_model("resnet18", 10, width=3)
+    with pytest.raises(ValueError, match="known: width"):
+        build_model("resnet18", 10, norm="group")
+    assert build_model("resnet18", 10, width=8).fc.in_features == 64
