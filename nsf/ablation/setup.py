@@ -159,8 +159,8 @@ class AblationSetup:
 
     def sweep(self):
         """The main grid as a :class:`nsf.train.sweep.Sweep`: cases x p x the grid policies
-        (:data:`GRID_POLICIES` among ``policies``) x seeds; None when ``per_p`` is the only
-        policy."""
+        (:data:`~nsf.ablation.setup.GRID_POLICIES` among ``policies``) x seeds; None when
+        ``per_p`` is the only policy."""
         from nsf.train.sweep import Sweep
 
         policies = [p for p in self.policies if p in GRID_POLICIES]
@@ -187,8 +187,8 @@ def runs(collected):
 @dataclasses.dataclass(frozen=True)
 class AblationRuns:
     """Everything chapter 02 ran: ``frame`` (one row per run and epoch, every policy),
-    ``statuses`` (sweep name -> index -> status), and ``search`` (:func:`nsf.ablation.search.
-    choose_lr`'s table; None without the ``per_p`` policy)."""
+    ``statuses`` (sweep name -> index -> status), and ``search``
+    (:func:`nsf.ablation.search.choose_lr`'s table; None without the ``per_p`` policy)."""
 
     frame: Any
     statuses: dict[str, dict[int, str]]

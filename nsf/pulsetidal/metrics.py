@@ -68,7 +68,7 @@ __all__ = [
 ARM = "case"
 #: The levels of :func:`speedup_table`, as fractions of the baseline's final accuracy a*.
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-#: The "early stages" of Sec. 5.1.2: levels up to 80 % of a*.
+#: The levels up to 80 % of a*, the "early stages" of Sec. 5.1.2.
 EARLY_FRACTIONS = (0.5, 0.6, 0.7, 0.8)
 #: Half-width of "about" in the speed-up readings, in units of S (5 % of the baseline's time).
 TOLERANCE = 0.05
@@ -265,7 +265,7 @@ def speedup_readings(
       ``early`` (default 50–80 % of a*); agrees if it lies in [0.15 - tol, 0.20 + tol]. The paper
       names no level, so the criterion is ``lenient``: a band of levels and a band of values.
     * **Sec. 5.1.3**, "reaching the same level as SGD about 75 % earlier": S(a*), the speed-up at
-      the baseline's final accuracy; agrees if |S(a*) - 0.75| <= tol.
+      the baseline's final accuracy; agrees if ``|S(a*) - 0.75| <= tol``.
     * **Abstract**, "matches baseline accuracy with only one-quarter of the training cost": the
       cost C = t_arm(a*) / E_base, the arm's time to a* as a fraction of the baseline's whole
       run (its last epoch E_base, not its own t_base(a*): "training cost" is the budget the

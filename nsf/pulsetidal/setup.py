@@ -52,7 +52,8 @@ class PulseTidalSetup:
             by ``gamma`` at each milestone, given as a fraction of the epochs.
         pulse_p, pulse_steps, high, low, every: the pulse-tidal schedule (iterations).
         seeds, control_seeds: the seeds of the two main arms and of the controls.
-        controls: which of :data:`CONTROLS` to run; pulse_lengths: the ``pulse_<N>`` arms.
+        controls: which of :data:`~nsf.pulsetidal.setup.CONTROLS` to run.
+        pulse_lengths: the ``pulse_<N>`` arms.
         diagnostics_every: iterations between two samples of the per-layer step diagnostics.
         thresholds: accuracy thresholds of the speed-up S(a), as fractions of the baseline's
             final mean top-1 (1.0 is the baseline's final accuracy).

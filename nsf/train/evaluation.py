@@ -99,7 +99,7 @@ def calibration_bins(confidence: Any, correct: Any, bins: int = ECE_BINS) -> tor
 
 
 def ece_from_bins(bins: torch.Tensor) -> float:
-    """ECE = sum_k |correct_k - confidence_k| / N from the bins of :func:`calibration_bins`
+    """``ECE = sum_k |correct_k - confidence_k| / N`` from the bins of :func:`calibration_bins`
     (N the total count; 0 for no samples): the count-weighted mean over bins of the gap between
     accuracy and mean confidence."""
     count = float(bins[0].sum())
