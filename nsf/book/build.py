@@ -10,6 +10,7 @@ execution off and warnings as errors. Tracked files are never written.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from unittest import mock
 
 from nsf.book.parameters import check_parameters, notebook_defaults
 from nsf.book.profiles import PROFILES
-from nsf.book.provenance import device_description, git_commit, repo_root
+from nsf.book.provenance import RECORD_FILE, device_description, git_commit, repo_root
 from nsf.runstore import Run, RunStore, atomic_write_bytes
 
 __all__ = [
@@ -133,7 +134,8 @@ def execute_chapter(
     The result is cached in the run store under ``.cache/chapters``: the same notebook, profile,
     parameters and ``nsf`` source are never executed twice. ``output`` receives a copy.
     The executed notebook's metadata gains ``nsf``: version, commit, dirty, profile,
-    parameters, seed, wall time and device.
+    parameters, seed, wall time, device, and the chapter's record (its checks, figures and glued
+    numbers; :class:`nsf.book.figures.Chapter`), which the ledger and the figure index read.
     """
     import nbformat
     import papermill
@@ -162,12 +164,14 @@ def execute_chapter(
                 f"{error.ename}: {error.evalue}"
             ) from error
         _tag_for_reading(nb)
+        record = run.path(RECORD_FILE)
         commit, dirty = git_commit()
         seed = params.get("seed", notebook_defaults(chapter).get("seed"))
         nb.metadata["nsf"] = {
             "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,
             "profile": profile, "parameters": params, "seed": seed,
             "wall_time_s": round(time.perf_counter() - start, 2), "device": device_description(),
+            "record": json.loads(record.read_text()) if record.exists() else None,
         }  # fmt: skip
         atomic_write_bytes(executed, nbformat.writes(nb).encode())
         run.finish({"wall_time_s": nb.metadata["nsf"]["wall_time_s"]})

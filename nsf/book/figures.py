@@ -10,13 +10,17 @@ and saves every figure through ``ch.savefig(fig, "label", caption)``. That write
 URL of the built site, ``_static/figures/<chapter>/<label>.png``), and displays a numbered MyST
 figure named ``fig-<chapter>-<label>`` whose caption ends with the provenance line: commit,
 chapter, profile and a hash of the parameters. Key numbers go through ``ch.glue`` so book pages
-can quote them.
+can quote them. What the ledger and the figure index need is kept in the chapter's *record*
+(``record.json`` beside its store; :func:`nsf.book.execute_chapter` copies it into the executed
+notebook's metadata): every figure saved, every check passed to ``ch.record``, every scalar glued.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,9 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from nsf.book.profiles import chapter_parameters
-from nsf.book.provenance import git_commit, repo_root
-from nsf.runstore import config_hash
+from nsf.book.provenance import RECORD_FILE, git_commit, repo_root
+from nsf.runstore import atomic_write_json, config_hash
+from nsf.verdicts import Check
 
 __all__ = ["PALETTE", "Chapter", "set_theme"]
 
@@ -79,6 +84,8 @@ class Chapter:
         self.commit = commit + ("+dirty" if dirty else "")
         set_theme()
         pd.set_option("display.max_colwidth", None)  # parameter sources are read in full
+        self._record: dict[str, dict[str, Any]] = {"checks": {}, "figures": {}, "glue": {}}
+        self._write_record()  # a fresh record: nothing of an earlier execution survives
 
     @property
     def provenance(self) -> str:
@@ -117,6 +124,11 @@ class Chapter:
         self.glue(label, fig)  # so other pages can paste it: {glue:figure} <chapter>_<label>
         plt.close(fig)
         src = f"/book/_static/figures/{self.name}/{label}.png"  # where `nsf book` publishes it
+        self._keep("figures", label, {
+            "label": label, "name": f"fig-{self.name}-{label}", "caption": caption,
+            "png": src, "pdf": src[:-4] + ".pdf", "params": self.param_hash,
+            "commit": self.commit, "profile": self.profile,
+        })  # fmt: skip
         display(
             Markdown(
                 f"```{{figure}} {src}\n:name: fig-{self.name}-{label}\n:width: 100%\n\n"
@@ -135,10 +147,38 @@ class Chapter:
         return repo_root() / ".cache" / "chapter-stores" / self.name / self.param_hash / name
 
     def glue(self, key: str, value: Any, display: bool = False) -> None:
-        """Glue ``value`` under ``<chapter>_<key>`` for ``{glue:}`` references in the book."""
+        """Glue ``value`` under ``<chapter>_<key>`` for ``{glue:}`` references in the book; a
+        number or a string is also kept in the record."""
         from myst_nb import glue
 
         glue(f"{self.name}_{key}", value, display=display)
+        if isinstance(value, (numbers.Number, str)) and not isinstance(value, complex):
+            self._keep("glue", key, value.item() if hasattr(value, "item") else value)
+
+    def record(self, checks: Sequence[Check], scope: str = "") -> list[Check]:
+        """Keep ``checks`` in the chapter's record, the ledger's input; returns them.
+
+        ``scope`` prefixes each name (``"panel a · B-1"``) where one check runs on several
+        setups. A check recorded again under the same name replaces the earlier one.
+        """
+        checks = list(checks)
+        for c in checks:
+            name = f"{scope} · {c.name}" if scope else c.name
+            self._keep("checks", name, {**dataclasses.asdict(c), "name": name,
+                                        "verdict": c.verdict})  # fmt: skip
+        return checks
+
+    def _keep(self, kind: str, key: str, value: Any) -> None:
+        self._record[kind][key] = value
+        self._write_record()
+
+    def _write_record(self) -> None:
+        record = {kind: list(entries.values()) if kind != "glue" else entries
+                  for kind, entries in self._record.items()}  # fmt: skip
+        path = self.store(RECORD_FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"chapter": self.name, "profile": self.profile,
+                                 "params": self.param_hash, **record})  # fmt: skip
 
     def note(self, markdown: str) -> None:
         """Display computed prose (MyST markdown), for text that depends on results."""

@@ -8,7 +8,12 @@ import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["device_description", "git_commit", "repo_root"]
+__all__ = ["RECORD_FILE", "device_description", "git_commit", "repo_root"]
+
+#: A chapter's record (its checks, figures and glued numbers), written by
+#: :class:`nsf.book.figures.Chapter` beside the chapter's store and kept in the executed
+#: notebook's metadata by :func:`nsf.book.execute_chapter`.
+RECORD_FILE = "record.json"
 
 
 @functools.cache

@@ -33,7 +33,7 @@ the checks import without torch; the training names (``train``) load it on first
 
 import importlib
 
-from nsf.boundary2d.checks import alignment_checks, checks_frame, panel_checks
+from nsf.boundary2d.checks import alignment_checks, checks_frame, named_checks, panel_checks
 from nsf.boundary2d.geometry import (
     CrossedL,
     Samples,
@@ -65,6 +65,7 @@ __all__ = [
     "first_crossing",
     "log_time_score",
     "mlp",
+    "named_checks",
     "notes",
     "panel_checks",
     "per_sample_grads",

@@ -21,6 +21,7 @@ so is a check that rests on one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from nsf.boundary2d.results import PanelResult
     from nsf.boundary2d.setup import BoundaryDemo
 
-__all__ = ["alignment_checks", "checks_frame", "panel_checks"]
+__all__ = ["alignment_checks", "checks_frame", "named_checks", "panel_checks"]
 
 
 def _later(a: float, b: float) -> bool | None:
@@ -81,6 +82,17 @@ def panel_checks(result: PanelResult) -> tuple[list[Check], list[Check]]:
         result.demo, {p: -s for p, s in result.scores().items()}, label="score"
     )
     return on_t90, on_score
+
+
+def named_checks(results: Sequence[PanelResult]) -> list[Check]:
+    """Every panel's checks, each named ``"<panel> · <check> · <t90 | score>"`` (the names the
+    chapter's record and the claims ledger use)."""
+    return [
+        dataclasses.replace(c, name=f"{r.panel.name} · {c.name} · {measure}")
+        for r in results
+        for measure, checks in zip(("t90", "score"), panel_checks(r), strict=True)
+        for c in checks
+    ]
 
 
 def checks_frame(results: Sequence[PanelResult]):
