@@ -35,7 +35,8 @@ EQUIVALENCE_TOL = 1e-10
 SLOPE_TOL = 1e-6
 #: D1: at p = 0 the slowest mode takes at most this factor longer than the fastest.
 FLAT_TOL = 1.05
-#: The step-time bar for "negligible": NSF at a general p at most this multiple of Adam.
+#: The step-time bar for the abstract's "negligible cost", a companion choice and not the
+#: paper's, as NSF's step time at a general p over Adam's.
 NEGLIGIBLE = 1.10
 
 
@@ -194,7 +195,7 @@ def timing_note(ratios: pd.DataFrame) -> str:
         f"On this machine NSF at $p=-0.15$ (the default foreach path) takes **{r:.2f}×** the time "
         "of Adam per step"
         + (
-            f" (within the {NEGLIGIBLE:.2f}× bar we set for 'negligible')."
+            f" (within the {NEGLIGIBLE:.2f}× bar we set for the abstract's 'negligible cost')."
             if r <= NEGLIGIBLE
             else ": on a CPU an accurate general power (two transcendental functions per element) "
             "is compute-bound and not negligible against Adam's square root."
