@@ -176,7 +176,7 @@ def diagonal_note(checks: Sequence[Check]) -> str:
         f"**The D1 checks: {holds_count(checks)} hold.** What the mechanism "
         "guarantees is that $p>0$ attenuates *high-energy* components. Whether that is "
         "'low-pass' depends on where the gradient energy lives, which is the paper's ambiguity "
-        "I-8 made visible."
+        "{ref}`I-8 <ambiguity-i8>` made visible."
     )
 
 
