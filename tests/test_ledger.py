@@ -123,6 +123,7 @@ def test_the_figure_index_cites_every_recorded_figure():
     recs = {"04_x": {"figures": [fig], "command": "nsf run 04 --profile ci"}}
     page = figure_index.figure_index_page(recs)
     assert "{download}`PDF </book/_static/figures/04_x/fig4.pdf>`" in page
+    assert "What to see" in page and "More" not in page.split("## Cite")[0]
     entry = figure_index.bibtex(figure_index.figure_rows(recs)[0])
     assert re.search(r"c0ffee.*ab12.*nsf run 04 --profile ci", entry)
     assert entry.count("{") == entry.count("}")
