@@ -169,9 +169,12 @@ def _row(claim: Claim, recs: Mapping[str, Mapping[str, Any]]) -> LedgerRow:
     held = sum(c["passed"] is True for c in checks)
     decided = sum(c["passed"] is not None for c in checks)
     outcome = _outcome(checks)
-    ours = f"{held} of {decided} decided checks hold" + (
-        f" ({len(checks) - decided} undecided)" if decided < len(checks) else ""
-    )
+    if decided:
+        ours = f"{held} of {decided} decided checks hold" + (
+            f" ({len(checks) - decided} undecided)" if decided < len(checks) else ""
+        )
+    else:
+        ours = f"{len(checks)} undecided: {checks[0]['verdict']}"
     verdict = outcome
     if stand_in:
         verdict = "needs the paper profile"
@@ -203,6 +206,19 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _list_table(header: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
+    """A MyST list-table (column widths in percent), one line per cell."""
+    lines = ["```{list-table}", ":header-rows: 1", f":widths: {' '.join(map(str, widths))}", ""]
+    for row in [header, *rows]:
+        lines += [f"{'* -' if i == 0 else '  -'} {' '.join(str(c).split()) or '—'}"
+                  for i, c in enumerate(row)]  # fmt: skip
+    return [*lines, "```"]
+
+
+def _label(a: Ambiguity) -> str:
+    return f"ambiguity-{a.id.lower().replace('-', '')}"
+
+
 def _link(row: LedgerRow) -> str:
     chapter = row.claim.chapter
     if row.figure:
@@ -228,7 +244,8 @@ def ledger_page(
     counts = verdict_counts(rows)
     chapters = sorted({r.claim.chapter for r in rows if r.claim.chapter})
     profiles = sorted({str(recs[c].get("profile")) for c in chapters if c in recs})
-    strengths = Counter(r.strength for r in rows if r.strength)
+    decided = ("reproduced", "partial", "not reproduced")
+    strengths = Counter(r.strength for r in rows if r.strength and r.verdict in decided)
     lines = [
         "(ledger)=",
         "# The claims ledger",
@@ -260,21 +277,32 @@ def ledger_page(
         "",
         "## Claims",
         "",
-        "| id | section | the paper says | paper's number | ours | verdict | strength | shown in |",
-        "|---|---|---|---|---|---|---|---|",
+        "Each row links to how the claim is checked below, and to the figure or chapter that "
+        "shows it. A verdict's strength is that of its weakest check.",
+        "",
+        *_list_table(
+            ["claim", "the paper says", "paper's number", "verdict (strength)"],
+            [
+                [
+                    f"{{ref}}`{r.claim.id} <claim-{r.claim.id.lower()}>` ({r.claim.section}); "
+                    f"{_link(r)}",
+                    r.claim.words,
+                    r.claim.paper_value or "—",
+                    f"**{r.verdict}**" + (f" ({r.strength})" if r.strength else ""),
+                ]
+                for r in rows
+            ],
+            widths=[20, 45, 15, 20],
+        ),
     ]
-    for r in rows:
-        c = r.claim
-        lines.append(
-            f"| {{ref}}`{c.id} <claim-{c.id.lower()}>` | {_cell(c.section)} | "
-            f"{_cell(c.words)} | {_cell(c.paper_value) or '—'} | {_cell(r.ours)} | "
-            f"**{r.verdict}** | {r.strength or '—'} | {_link(r)} |"
-        )
     lines += ["", "## How each claim is checked", ""]
     for r in rows:
         c = r.claim
         lines += [f"(claim-{c.id.lower()})=", f"### {c.id} · Sec. {c.section}", "",
-                  f"> {c.words}", "", f"**Checked by.** {c.quantity}"]  # fmt: skip
+                  f"> {c.words}", "", f"**Checked by.** {c.quantity}", "",
+                  f"**Ours.** {r.ours}"]  # fmt: skip
+        if c.paper_value:
+            lines += ["", f"**The paper's number.** {c.paper_value}"]
         if c.source:
             lines += ["", f"**Source of the values.** {c.source}"]
         if r.checks:
@@ -286,14 +314,12 @@ def ledger_page(
         lines += ["", f"**Verdict.** {r.verdict}" + (f" ({r.strength})" if r.strength else "")
                   + f". {_link(r)}", ""]  # fmt: skip
     lines += ["## Ambiguities and inconsistencies", "",
-              "| id | what | where | how the book handles it |", "|---|---|---|---|"]  # fmt: skip
-    for a in issues:
-        label = f"ambiguity-{a.id.lower().replace('-', '')}"
-        lines.append(f"| {{ref}}`{a.id} <{label}>` | {_cell(a.title)} | {_cell(a.where)} | "
-                     f"{_cell(a.handling)} |")  # fmt: skip
+              *_list_table(["id", "what", "where", "how the book handles it"],
+                           [[f"{{ref}}`{a.id} <{_label(a)}>`", a.title, a.where, a.handling]
+                            for a in issues], widths=[8, 25, 17, 50])]  # fmt: skip
     lines.append("")
     for a in issues:
-        label = f"ambiguity-{a.id.lower().replace('-', '')}"
+        label = _label(a)
         where = ", ".join(f"{{doc}}`ch. {ch[:2]} <chapters/{ch}>`" for ch in a.chapters)
         lines += [f"({label})=", f"### {a.id} · {a.title}", "", a.issue, "",
                   f"**Where.** {a.where}" + (f"; it bites in {where}" if where else "") + ".",

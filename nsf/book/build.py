@@ -231,7 +231,8 @@ def _rerun_cell(chapter: str, command: str) -> Any:
 
     return nbformat.v4.new_markdown_cell(
         ":::{admonition} Re-run this chapter\n:class: tip\n\n"
-        "From a clone of the repository, after `make book` or `make test` has set it up:\n\n"
+        "From a clone of the repository, once `make book` has set it up and "
+        "`source .venv/bin/activate` has put `nsf` on the path:\n\n"
         f"```bash\n{command}\n```\n\n"
         "It executes the chapter with exactly the parameters shown on this page (the table at "
         "its top) and writes the executed notebook; add `--output my_run.ipynb` to keep a copy, "

@@ -9,10 +9,11 @@ same rows; ``nsf book`` writes the page ``book/figures.md``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["bibtex", "figure_index_page", "figure_rows"]
+__all__ = ["bibtex", "figure_index_page", "figure_rows", "first_sentence"]
 
 
 def figure_rows(recs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -27,10 +28,22 @@ def figure_rows(recs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+#: A sentence ends at a full stop and a capital (except after an abbreviation such as "Eq."),
+#: or at a full stop after a closing parenthesis.
+_SENTENCE_END = re.compile(
+    r"(?<!Eq)(?<!Eqs)(?<!Sec)(?<!Secs)(?<!Fig)(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z])|(?<=\))\.\s+"
+)
+
+
+def first_sentence(caption: str) -> str:
+    """The caption's first sentence (what the figure shows), without its full stop."""
+    return _SENTENCE_END.split(" ".join(caption.split()), maxsplit=1)[0].rstrip(".")
+
+
 def bibtex(row: Mapping[str, Any]) -> str:
     """A ``@misc`` entry citing one figure at its commit and label."""
     key = f"nsfbook-{row['chapter'][:2]}-{row['label']}".replace("_", "-")
-    first = row["caption"].split(". ")[0].strip().rstrip(".")
+    first = first_sentence(row["caption"])
     return (
         f"@misc{{{key},\n"
         f"  title        = {{{{nsf-book}}, chapter {row['chapter']}, figure {row['label']}: "
@@ -41,10 +54,6 @@ def bibtex(row: Mapping[str, Any]) -> str:
         f"  howpublished = {{{row['pdf'].lstrip('/')}}},\n"
         "}"
     )
-
-
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def figure_index_page(recs: Mapping[str, Mapping[str, Any]]) -> str:
@@ -59,15 +68,25 @@ def figure_index_page(recs: Mapping[str, Mapping[str, Any]]) -> str:
         "the figure's caption), and the command in its row regenerates it. To cite a figure, "
         "quote its number and use its BibTeX entry below; the PDF is the vector version.",
         "",
-        "| figure | chapter | caption | params | commit | PDF | regenerate with |",
-        "|---|---|---|---|---|---|---|",
+        "```{list-table}",
+        ":header-rows: 1",
+        ":widths: 10 44 14 8 24",
+        "",
+        "* - figure",
+        "  - what it shows",
+        "  - commit, parameters",
+        "  - PDF",
+        "  - regenerate with",
     ]
     for r in rows:
-        lines.append(
-            f"| {{numref}}`{r['name']}` | {{doc}}`{r['chapter'][:2]} <chapters/{r['chapter']}>` | "
-            f"{_cell(r['caption'].split('. ')[0])} | `{r['params']}` | `{r['commit']}` | "
-            f"{{download}}`PDF <{r['pdf']}>` | `{r['command']}` |"
-        )
+        lines += [
+            f"* - {{numref}}`{r['name']}`",
+            f"  - {first_sentence(r['caption'])}",
+            f"  - `{r['commit']}`, `{r['params']}`",
+            f"  - {{download}}`PDF <{r['pdf']}>`",
+            f"  - `{r['command']}`",
+        ]
+    lines.append("```")
     lines += ["", "## Cite a figure", ""]
     for r in rows:
         lines += [

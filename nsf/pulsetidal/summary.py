@@ -200,7 +200,7 @@ def chapter_checks(
     gain in every seed pair, and the final top-1 and loss of pulse–tidal against the baseline
     (:func:`nsf.pulsetidal.metrics.final_checks`)."""
     return [*(r.check() for r in readings), divergence_check(matched), seed_sign_check(pairs),
-            *final_checks(frame, "baseline", "pulse_tidal")]  # fmt: skip
+            *final_checks(frame, "baseline", "pulse_tidal", arm="arm")]  # fmt: skip
 
 
 def paper_scale_note(paper_sweep: str, paper_results: str) -> str:
