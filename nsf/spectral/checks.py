@@ -214,7 +214,7 @@ def claim_checks(
     schedules: Mapping[str, Callable],
     rebounds: pd.DataFrame | None = None,
 ) -> list[Check]:
-    """The claims of Sec. 4.1.2 (:data:`CLAIMS`: K1, K2, K3, K4a, K4b, K4c, K5, K6, K7) as
+    """The claims of Sec. 4.1.2 (``CLAIMS``: K1, K2, K3, K4a, K4b, K4c, K5, K6, K7) as
     :class:`~nsf.verdicts.Check` records (show them with :func:`nsf.verdicts.checks_table`).
 
     The schedules' own parameters decide the roles: the p = 0 constant, the positive constants,

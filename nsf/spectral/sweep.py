@@ -110,7 +110,7 @@ def sensitivity_sweep(
     ``status`` and NaN results. Nothing is tuned.
 
     Returns one row per setting: the axis values, one column per check of
-    :data:`nsf.spectral.CLAIMS` (True/False/None; K4c from the envelopes' rebounds), ``n_pass``,
+    ``nsf.spectral.CLAIMS`` (True/False/None; K4c from the envelopes' rebounds), ``n_pass``,
     ``n_checked``, ``failed`` (the ids that fail), ``rms`` and ``max_abs`` (distance to the
     paper's 48 cells), ``status``.
     """
