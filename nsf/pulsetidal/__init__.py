@@ -43,11 +43,14 @@ from nsf.pulsetidal.summary import (
     controls_table,
     final_note,
     layer_table,
+    loss_note,
     paper_numbers,
     paper_scale_note,
     runs_summary,
     seed_band,
     speedup_grid,
+    speedup_note,
+    top1_note,
 )
 
 __all__ = [
@@ -71,6 +74,7 @@ __all__ = [
     "final_top1",
     "layer_table",
     "loss_at_matched_accuracy",
+    "loss_note",
     "mean_curve",
     "paper_numbers",
     "paper_scale_note",
@@ -83,8 +87,10 @@ __all__ = [
     "seed_sign_count",
     "speedup_checks",
     "speedup_grid",
+    "speedup_note",
     "speedup_readings",
     "speedup_table",
     "step_ratio",
     "time_to_accuracy",
+    "top1_note",
 ]
