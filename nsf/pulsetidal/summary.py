@@ -17,6 +17,7 @@ import pandas as pd
 
 from nsf.pulsetidal.metrics import (
     divergence_check,
+    final_checks,
     final_top1,
     mean_curve,
     seed_sign_check,
@@ -204,9 +205,11 @@ def controls_note(controls: pd.DataFrame, k_sigma: float = 2.0) -> str:
 def chapter_checks(
     frame: pd.DataFrame, readings: Sequence, matched: pd.DataFrame, pairs: pd.DataFrame
 ) -> list[Check]:
-    """The chapter's verdicts: the three speed-up readings, the accuracy–loss divergence, and the
-    gain in every seed pair."""
-    return [*(r.check() for r in readings), divergence_check(matched), seed_sign_check(pairs)]
+    """The chapter's verdicts: the three speed-up readings, the accuracy–loss divergence, the
+    gain in every seed pair, and the final top-1 and loss of pulse–tidal against the baseline
+    (:func:`nsf.pulsetidal.metrics.final_checks`)."""
+    return [*(r.check() for r in readings), divergence_check(matched), seed_sign_check(pairs),
+            *final_checks(frame, "baseline", "pulse_tidal", arm="arm")]  # fmt: skip
 
 
 def paper_scale_note(paper_sweep: str, paper_results: str) -> str:

@@ -23,7 +23,7 @@ these rates and draws claims from it. The package follows the data flow of the c
 ``from nsf import spectral`` gives every public name below.
 """
 
-from nsf.spectral.checks import CLAIMS, claim_checks, claims_count, claims_note
+from nsf.spectral.checks import CLAIMS, claim_checks, claims_count, claims_note, theory_checks
 from nsf.spectral.fit import DecayFit, decay_table, envelope_rebounds, fit_decay
 from nsf.spectral.paper import (
     distance_note,
@@ -105,6 +105,7 @@ __all__ = [
     "table_distance",
     "table_schedules",
     "target",
+    "theory_checks",
     "tidal_gains",
     "tidal_period_average",
 ]

@@ -23,7 +23,7 @@ from nsf.verdicts import Check
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CLAIMS", "claim_checks", "claims_count", "claims_note"]
+__all__ = ["CLAIMS", "claim_checks", "claims_count", "claims_note", "theory_checks"]
 
 #: The checks K1-K7, as (id, claim in the paper's words, operational test).
 CLAIMS = (
@@ -220,3 +220,51 @@ def claims_note(
         "as the paper's does; K4 can only pass through its R² criterion (a less clean "
         "exponential than the next negative p)."
     )
+
+
+def theory_checks(
+    *,
+    single_spread: float,
+    r2_tau_constant: float,
+    distance: Mapping[str, float],
+    N: int,
+    grid: str = "linspace",
+    single_tol: float = 1e-3,
+    r2_min: float = 0.99,
+    close_rms: float = 0.06,
+) -> list[Check]:
+    """The statements of Sec. 4.1.1 and the table as a whole, as checks (ledger L13–L15, L24).
+
+    * ``single band`` (L13): for a target with its energy in one band, the spread of kappa over
+      the band index, ``single_spread`` (:func:`nsf.spectral.single_band_kappa`), is below
+      ``single_tol``; an ``identity``, exact in the continuum whatever the schedule.
+    * ``affine in tau`` (L14): the constant-p rows' lowest R^2 of the regression on the effective
+      time, ``r2_tau_constant``, is at least ``r2_min``.
+    * ``grid error`` (L15): the raw sine basis's Gram matrix on the grid deviates from the
+      identity by at most 2/N, Remark (3)'s O(1/N) (exactly (1 - 1/N) I on ``linspace``, the
+      identity to rounding on the midpoint grid); an ``identity`` of the grid.
+    * ``table distance`` (L24): the RMS over the table's cells of ours minus the paper's
+      (:func:`nsf.spectral.table_distance`) is at most ``close_rms``; not expected to hold, since
+      the simulation's constants are reconstructed.
+    """
+    from nsf.spectral.setup import sine_basis
+
+    _, phi = sine_basis(N=N, grid=grid, orthonormalize=False)
+    gram = phi.T @ phi / N
+    deviation = float(np.abs(gram - np.eye(gram.shape[0])).max())
+    return [
+        Check("single band", "in the single-band limit kappa is k-invariant (Sec. 4.1.1)",
+              f"spread of kappa over the band < {single_tol:g}", f"spread = {single_spread:.1e}",
+              bool(single_spread < single_tol), strength="identity"),
+        Check("affine in tau", "for constant p, log|a_k| is affine in tau (Sec. 4.1.1)",
+              f"min R² of the constant-p fits in tau >= {r2_min:g}",
+              f"min R² = {r2_tau_constant:.4f}", bool(r2_tau_constant >= r2_min)),
+        Check("grid error", "grid averages differ from the integrals by O(1/N) (Remark 3)",
+              "max |Gram - I| <= 2/N for the raw sine basis on the grid",
+              f"max |Gram - I| = {deviation:.2e}, 1/N = {1 / N:.2e}",
+              bool(deviation <= 2.0 / N), strength="identity"),
+        Check("table distance", "the printed table of decay rates (Sec. 4.1.2)",
+              f"RMS of ours − paper over all cells <= {close_rms:g}",
+              f"RMS = {distance['rms']:.3f}, max = {distance['max_abs']:.3f}",
+              bool(distance["rms"] <= close_rms)),
+    ]  # fmt: skip

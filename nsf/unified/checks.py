@@ -26,6 +26,7 @@ __all__ = [
     "equivalence_checks",
     "equivalence_note",
     "holds_count",
+    "timing_check",
     "timing_note",
 ]
 
@@ -205,4 +206,22 @@ def timing_note(ratios: pd.DataFrame) -> str:
         "the extra arithmetic is expected to hide behind memory traffic (not measured here). "
         "Within a training iteration the step is a small part: the engine benchmark measures "
         "images per second."
+    )
+
+
+def timing_check(ratios: pd.DataFrame) -> Check:
+    """L6 of the ledger, "at negligible cost" (the abstract): NSF at a general p takes at most
+    ``NEGLIGIBLE`` times Adam's step time on the same machine and path
+    (:func:`nsf.unified.step_time_table`). ``lenient``: the bar is ours, the paper names none, and
+    a step time says nothing of a whole training step (the engine benchmark measures that)."""
+    from nsf.unified.timing import GENERAL_P
+
+    r = float(ratios["× Adam"][GENERAL_P])
+    return Check(
+        name="step time",
+        claim="periodically reweighting frequency bands at negligible cost (abstract)",
+        criterion=f"NSF's step at p = -0.15 at most {NEGLIGIBLE:.2f}× Adam's, same path",
+        statistic=f"{r:.2f}× Adam",
+        passed=bool(r <= NEGLIGIBLE),
+        strength="lenient",
     )
