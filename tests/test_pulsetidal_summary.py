@@ -21,7 +21,8 @@ def halves(note: str) -> tuple[str, str]:
 def test_top1_note_agrees_when_pulse_tidal_leads_early_and_ends_higher():
     f = frame({"baseline": linear(0.01), "pulse_tidal": linear(0.012)})
     agree, disagree = halves(s.top1_note(f, PAPER, arm="case"))
-    assert "+10.00 points here against the paper's +3.8" in agree and "same sign" in agree
+    assert "+10.00 points here against the paper's +3.8" in agree
+    assert "final top-1 gain holds" in agree
     assert "ahead of the baseline's at 25 of the 25 epochs" in agree
     assert disagree == ""
 
@@ -31,9 +32,15 @@ def test_top1_note_disagrees_when_pulse_tidal_trails():
     note = s.top1_note(f, PAPER, arm="case")
     agree, disagree = halves(note)
     assert "Where this run agrees" not in agree
-    assert "not the paper's sign" in disagree and "at 0 of the 25 epochs" in disagree
+    assert "final top-1 gain does not hold" in disagree and "at 0 of the 25 epochs" in disagree
     assert "Only signs compare" in note
     assert "levels compare too" in s.top1_note(f, PAPER, paper_scale=True, arm="case")
+
+
+def test_top1_note_leaves_the_final_gain_undecided_with_one_seed_and_gives_its_sign():
+    f = frame({"baseline": linear(0.01), "pulse_tidal": linear(0.012)}, offsets=(0.0,))
+    note = s.top1_note(f, PAPER, arm="case")
+    assert "**Not decided by this run:**" in note and "the paper's sign" in note
 
 
 def test_speedup_note_sorts_the_three_readings_by_their_verdicts():
@@ -50,6 +57,7 @@ def test_loss_note_checks_the_two_statements_about_the_loss_separately():
     matched = m.loss_at_matched_accuracy(lower, "baseline", "pulse_tidal", arm="case")
     agree, disagree = halves(s.loss_note(lower, matched, arm="case"))
     assert "consistently reduces test error and test loss" in agree and "(lower)" in agree
+    assert "final loss change holds" in agree
     assert "did not exhibit a comparable reduction" in disagree
     higher = frame(arms, loss={"baseline": lambda e: 1.0, "pulse_tidal": lambda e: 2.0})
     matched = m.loss_at_matched_accuracy(higher, "baseline", "pulse_tidal", arm="case")
