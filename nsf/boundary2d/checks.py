@@ -1,4 +1,4 @@
-"""The paper's observations B-1..B-3 of Sec. 4.2.2, made operational and checked per panel.
+"""The paper's observations B-1..B-4 of Sec. 4.2.2 and the abstract, made operational, per panel.
 
 Sec. 4.2.2 reports that a slightly negative p rotates the boundary into place "within the first
 few iterations", while the SGD endpoint p = 0 still misclassifies "after several hundred
@@ -19,12 +19,13 @@ Each is a :class:`nsf.verdicts.Check`, evaluated on t90 and on the log-time scor
   phrase holds for nearly any classifier's training (the 0/1 decision moves before the
   cross-entropy), SGD included, so it cannot tell the arms apart; against p = 0 at matched
   iterations it can. Evaluated in every panel, so the step-matched panel says whether what the
-  others show survives at SGD's step length. Strength: every check is ``independent``. The roles and
-the p values are the companion's reconstruction, fixed before any run (the chapter's parameter
-table), the comparisons are strict, and nothing compared was fitted to the outcome: t90's
-threshold (``align_threshold``) is a stated companion choice and the log-time score has no free
-constant. A comparison of two runs that both never aligned (t90 = inf for both) is undecided, and
-so is a check that rests on one.
+  others show survives at SGD's step length.
+
+Strength: every check is ``independent``. The roles and the p values are the companion's
+reconstruction, fixed before any run (the chapter's parameter table), the comparisons are
+strict, and nothing compared was fitted to the outcome: t90's threshold (``align_threshold``) is
+a stated companion choice and the log-time score has no free constant. A comparison of two runs
+that both never aligned (t90 = inf for both) is undecided, and so is a check that rests on one.
 """
 
 from __future__ import annotations
