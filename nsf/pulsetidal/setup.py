@@ -67,7 +67,7 @@ class PulseTidalSetup:
 
     dataset: Literal["synthetic_bands", "digits", "tinyimagenet"] = "synthetic_bands"
     data_options: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {"size": 64, "channels": 3, "num_classes": 10, "n": 2000,
+        default_factory=lambda: {"size": 64, "channels": 3, "num_classes": 10, "n": 1500,
                                  "n_test": 500, "band": [1.0, 4.0], "signal": 0.25}
     )  # fmt: skip
     width: Count = 16
