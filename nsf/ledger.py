@@ -159,13 +159,14 @@ def _row(claim: Claim, recs: Mapping[str, Mapping[str, Any]]) -> LedgerRow:
     if record is None:
         return LedgerRow(claim, "not run", "", f"chapter {claim.chapter} was not executed")
     checks = _matching(claim, record)
+    figure = {f["label"]: f["name"] for f in record.get("figures", [])}.get(claim.figure, "")
     stand_in = claim.scale == "paper" and record.get("profile") != "paper"
     if not checks:
         if stand_in:
             why = f"the embedded stand-in ({record.get('profile')} profile) has no case it tests"
-            return LedgerRow(claim, "needs the paper profile", "", why)
+            return LedgerRow(claim, "needs the paper profile", "", why, figure=figure)
         why = f"no recorded check of {claim.chapter} matches {list(claim.checks)}"
-        return LedgerRow(claim, "undecided", "", why)
+        return LedgerRow(claim, "undecided", "", why, figure=figure)
     held = sum(c["passed"] is True for c in checks)
     decided = sum(c["passed"] is not None for c in checks)
     outcome = _outcome(checks)
@@ -180,9 +181,7 @@ def _row(claim: Claim, recs: Mapping[str, Mapping[str, Any]]) -> LedgerRow:
         verdict = "needs the paper profile"
         ours = f"on the embedded stand-in ({record.get('profile')} profile): {ours}"
     strength = min((c["strength"] for c in checks), key=_STRENGTH_ORDER.index)
-    figures = {f["label"]: f["name"] for f in record.get("figures", [])}
-    return LedgerRow(claim, verdict, strength, ours, tuple(checks),
-                     figures.get(claim.figure, ""))  # fmt: skip
+    return LedgerRow(claim, verdict, strength, ours, tuple(checks), figure)
 
 
 def ledger_rows(

@@ -264,6 +264,8 @@ def test_every_claims_checks_are_recorded_by_its_chapter(clone, built):
         if not r.claim.not_testable and not r.checks and r.claim.scale != "paper"
     ]  # fmt: skip
     assert not unmatched, f"claims whose checks no chapter recorded: {unmatched}"
+    no_figure = [r.claim.id for r in ledger.ledger_rows(recs) if r.claim.figure and not r.figure]
+    assert not no_figure, f"claims whose figure label no chapter saved: {no_figure}"
 
 
 def test_the_figure_index_links_every_figure_and_its_pdf(clone, built):

@@ -129,12 +129,7 @@ def test_book_pages_do_not_send_readers_to_the_private_notes(page):
     assert not _NOTES.search(page.read_text(encoding="utf-8"))
 
 
-#: The chapters whose notebooks, parameter notes and package docstrings no longer point to the
-#: private notes (the others follow as their reconstruction pages are written).
-CLEAN = ("01_unified_rule", "02_p_ablation", "03_spectral_decay")
-
-
-@pytest.mark.parametrize("chapter", CLEAN)
+@pytest.mark.parametrize("chapter", [n.stem for n in NOTEBOOKS])
 def test_chapters_and_their_parameter_notes_do_not_point_to_the_private_notes(chapter):
     from nsf.book.profiles import chapter_parameters
 
