@@ -279,3 +279,14 @@ def test_the_figure_index_links_every_figure_and_its_pdf(clone, built):
     assert len(pdfs) == len(rows)
     for href in pdfs:
         assert (clone / "_build" / "html" / "book" / href).resolve().exists(), href
+
+
+def test_no_rendered_page_sends_the_reader_outside_the_book(clone, built):
+    """The reconstruction the chapters rest on is part of the book: no page, the API reference
+    included, points to the private notes it was written from."""
+    html = clone / "_build" / "html"
+    pages = [p for p in html.rglob("*.html") if "_static" not in p.parts]
+    assert pages
+    offending = [p.relative_to(html).as_posix() for p in pages
+                 if re.search(r"\bSPEC\b", p.read_text(errors="replace"))]  # fmt: skip
+    assert not offending, f"pages that cite the private notes: {offending}"

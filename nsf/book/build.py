@@ -28,6 +28,7 @@ from nsf.book.provenance import RECORD_FILE, device_description, git_commit, rep
 from nsf.runstore import Run, RunStore, atomic_write_bytes
 
 __all__ = [
+    "GENERATED_PAGES",
     "ChapterExecutionError",
     "build_book",
     "chapter_names",
@@ -254,6 +255,10 @@ def _publish(chapter: str, executed: Path) -> None:
         shutil.copytree(source, figures)
 
 
+#: The pages ``nsf book`` writes into ``book/`` from the chapters' records (not tracked).
+GENERATED_PAGES = ("ledger", "figures")
+
+
 def write_generated_pages(recs: Mapping[str, Mapping[str, Any]]) -> None:
     """Write the pages made from the chapters' records: ``book/ledger.md`` (the claims ledger,
     :mod:`nsf.ledger`) and ``book/figures.md`` (:mod:`nsf.book.figure_index`); a page is
@@ -261,10 +266,9 @@ def write_generated_pages(recs: Mapping[str, Mapping[str, Any]]) -> None:
     from nsf import ledger
     from nsf.book import figure_index
 
-    book = repo_root() / "book"
-    for name, text in [("ledger.md", ledger.ledger_page(recs)),
-                       ("figures.md", figure_index.figure_index_page(recs))]:  # fmt: skip
-        path = book / name
+    pages = {"ledger": ledger.ledger_page, "figures": figure_index.figure_index_page}
+    for name in GENERATED_PAGES:
+        path, text = repo_root() / "book" / f"{name}.md", pages[name](recs)
         if not path.exists() or path.read_text() != text:
             atomic_write_bytes(path, text.encode())
 
