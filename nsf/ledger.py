@@ -175,7 +175,10 @@ def _row(claim: Claim, recs: Mapping[str, Mapping[str, Any]]) -> LedgerRow:
             f" ({len(checks) - decided} undecided)" if decided < len(checks) else ""
         )
     else:
-        ours = f"{len(checks)} undecided: {checks[0]['verdict']}"
+        why = checks[0]["verdict"]
+        if why.startswith("undecided (") and why.endswith(")"):
+            why = why[len("undecided (") : -1]
+        ours = f"{len(checks)} undecided: {why}"
     verdict = outcome
     if stand_in:
         verdict = "needs the paper profile"
