@@ -217,6 +217,11 @@ def _list_table(header: list[str], rows: list[list[str]], widths: list[int]) -> 
     return [*lines, "```"]
 
 
+def _section(section: str) -> str:
+    """ "Sec. 4.1.2" for a numbered section, the name itself otherwise ("Abstract")."""
+    return f"Sec. {section}" if section[:1].isdigit() else section
+
+
 def _label(a: Ambiguity) -> str:
     return f"ambiguity-{a.id.lower().replace('-', '')}"
 
@@ -300,7 +305,7 @@ def ledger_page(
     lines += ["", "## How each claim is checked", ""]
     for r in rows:
         c = r.claim
-        lines += [f"(claim-{c.id.lower()})=", f"### {c.id} · Sec. {c.section}", "",
+        lines += [f"(claim-{c.id.lower()})=", f"### {c.id} · {_section(c.section)}", "",
                   f"> {c.words}", "", f"**Checked by.** {c.quantity}", "",
                   f"**Ours.** {r.ours}"]  # fmt: skip
         if c.paper_value:
