@@ -101,7 +101,20 @@ enum { S_SIGN, S_WD, S_W1, S_BETA2, S_W2, S_P, S_EPS_IN, S_EPS_OUT, S_DECAY, S_C
 static inline float f32_from_bits(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static inline int32_t f32_bits(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
 
-static inline float nsf_log2f(float x) {
+#if defined(FP_FAST_FMAF)
+#define NSF_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define NSF_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* x^p for x >= 0 (or NaN) with p = ph + pl (the double p split into two floats): log2 x = e + l
+   from the bits (subnormals scaled by 2^24 first) and a degree-8 polynomial for l in
+   [-1/2, 1/2); y = p e + p l is rounded only to choose k = round(y), and the rest
+   r = (p e - k) + p l is formed with the product p e exact, so that neither e nor y is rounded
+   into the power (that would cost ulp(y)/2, 20 ulp at |y| = 100); 2^r by a degree-6
+   polynomial; 2^k as two exponent-built factors, which rounds through the subnormals and
+   overflows to inf like exp2. 0^p is 0 or inf, inf^p inf or 0, NaN stays NaN. */
+static inline float nsf_powf(float x, float ph, float pl) {
     int tiny = x < 1.1754943508222875e-38f;
     int32_t bits = f32_bits(tiny ? x * 16777216.0f : x) - 0x3F3504F3;
     float e = (float)(bits >> 23) - (tiny ? 24.0f : 0.0f);
@@ -113,27 +126,27 @@ static inline float nsf_log2f(float x) {
     r = r * f + 0.48093944518285076f;
     r = r * f - 0.721357148813047f;
     r = r * f + 1.4426947724232895f;
-    float special = x == 0.0f ? -INFINITY : x;
-    return (x > 0.0f && x < INFINITY) ? e + f * r : special;
-}
-
-static inline float nsf_exp2f(float y) {
+    int ordinary = x > 0.0f && x < INFINITY;
+    float es = ordinary ? e : (x == 0.0f ? -INFINITY : x); /* -inf at 0, inf at inf, NaN */
+    float lp = NSF_FMAF(pl, e, ph * (ordinary ? f * r : 0.0f));
+    float y = NSF_FMAF(ph, es, lp);
     y = y < -252.0f ? -252.0f : (y > 254.0f ? 254.0f : y);
     float k = (y + 12582912.0f) - 12582912.0f;
-    float f = y - k;
-    float q = 1.535336188319500e-4f * f + 1.339887440266574e-3f;
-    q = q * f + 9.618437357674640e-3f;
-    q = q * f + 5.550332471162809e-2f;
-    q = q * f + 2.402264791363012e-1f;
-    q = q * f + 6.931472028550421e-1f;
+    float rr = NSF_FMAF(ph, es, -k) + lp;
+    rr = rr < -1.0f ? -1.0f : (rr > 1.0f ? 1.0f : rr);
+    float q = 1.535336188319500e-4f * rr + 1.339887440266574e-3f;
+    q = q * rr + 9.618437357674640e-3f;
+    q = q * rr + 5.550332471162809e-2f;
+    q = q * rr + 2.402264791363012e-1f;
+    q = q * rr + 6.931472028550421e-1f;
     int32_t ki = (int32_t)(k == k ? k : 0.0f);
     int32_t h = ki >> 1;
     float two_h = f32_from_bits((int32_t)((uint32_t)(h + 127) << 23));
-    return (1.0f + f * q) * (1.0f + (float)(ki - 2 * h)) * two_h * two_h;
+    return (1.0f + rr * q) * (1.0f + (float)(ki - 2 * h)) * two_h * two_h;
 }
 
-static inline float nsf_powf(float x, float p) { return nsf_exp2f(p * nsf_log2f(x)); }
-static inline double nsf_pow(double x, double p) { return exp2(p * log2(x)); }
+/* float64: the C library's pow (0^p, inf^p and x^0 as IEEE pow has them). */
+static inline double nsf_pow(double x, double ph, double pl) { (void)pl; return pow(x, ph); }
 
 /* One block, for constant amsgrad and mode (the dispatcher below), so that the loop has no
    branches and vectorises. */
@@ -143,7 +156,8 @@ static inline double nsf_pow(double x, double p) { return exp2(p * log2(x)); }
         int64_t lo, int64_t hi, const double *s, const int amsgrad, const int mode, double *sums,  \
         double ratio) {                                                                            \
         const T sign = (T)s[S_SIGN], wd = (T)s[S_WD], w1 = (T)s[S_W1], b2 = (T)s[S_BETA2];         \
-        const T w2 = (T)s[S_W2], p = (T)s[S_P], ein = (T)s[S_EPS_IN], eout = (T)s[S_EPS_OUT];      \
+        const T w2 = (T)s[S_W2], ein = (T)s[S_EPS_IN], eout = (T)s[S_EPS_OUT];                     \
+        const T ph = (T)s[S_P], pl = (T)(s[S_P] - (double)ph);                                     \
         const T decay = (T)s[S_DECAY], c = (T)s[S_C], w1c = (T)(1.0 - s[S_W1]);                   \
         const T scale = (T)(ratio * s[S_NEG_LR]);                                                  \
         const int haswd = s[S_WD] != 0.0, lerplo = fabs(s[S_W1]) < 0.5, pzero = s[S_P] == 0.0;    \
@@ -152,7 +166,7 @@ static inline double nsf_pow(double x, double p) { return exp2(p * log2(x)); }
             const T *restrict vs = amsgrad ? vm : v;                                               \
             _Pragma("omp simd")                                                                    \
             for (int64_t i = lo; i < hi; ++i) {                                                    \
-                T pw = pzero ? (T)1 : POW(vs[i] + ein, p);                                         \
+                T pw = pzero ? (T)1 : POW(vs[i] + ein, ph, pl);                                    \
                 th[i] = th[i] * decay + (c * (m[i] / (pw + eout))) * scale;                        \
             }                                                                                      \
             return;                                                                                \
@@ -166,7 +180,7 @@ static inline double nsf_pow(double x, double p) { return exp2(p * log2(x)); }
             m[i] = mn;                                                                             \
             v[i] = vn;                                                                             \
             if (amsgrad) { T w = vm[i]; vn = w > vn ? w : vn; vm[i] = vn; }                        \
-            T pw = pzero ? (T)1 : POW(vn + ein, p);                                                \
+            T pw = pzero ? (T)1 : POW(vn + ein, ph, pl);                                           \
             T u = c * (mn / (pw + eout));                                                          \
             if (mode == 1) { su += (double)u * (double)u; sm += (double)mn * (double)mn; }         \
             else th[i] = t * decay + u;                                                            \
@@ -194,32 +208,41 @@ NSF_SPAN(double, f64, nsf_pow)
 
 typedef struct { __m512 ilo, ihi, llo, lhi, tlo, thi; } nsf_tab;
 
-static inline __m512 nsf_pow16(__m512 x, __m512 p, const nsf_tab *t) {
-    __m512 e = _mm512_getexp_ps(x); /* floor(log2 x), exact; -inf at 0, inf at inf */
-    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); /* in [1, 2) */
+/* x^p as nsf_powf, p = ph + pl: log2 x = e + l with e from getexp (exact, also on subnormals;
+   -inf at 0, inf at inf) and l = log2 of the mantissa m in [1, 2) from a 32-entry table and a
+   degree-4 polynomial in r = m/c_j - 1 (|r| < 1/64); y rounded to n, a multiple of 1/32, and
+   r' = (p e - n) + p l with p e exact; 2^r' by a degree-3 polynomial times 2^frac(n) from a
+   table, and 2^floor(n) by scalef (IEEE overflow to inf, underflow through the subnormals). */
+static inline __m512 nsf_pow16(__m512 x, __m512 ph, __m512 pl, const nsf_tab *t) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = _mm512_getexp_ps(x);
+    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
     __m512i j = _mm512_srli_epi32(_mm512_castps_si512(m), 18); /* top 5 mantissa bits */
-    __m512 r = _mm512_fmsub_ps(m, _mm512_permutex2var_ps(t->ilo, j, t->ihi), _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_fmsub_ps(m, _mm512_permutex2var_ps(t->ilo, j, t->ihi), one);
     __m512 q = _mm512_fmadd_ps(r, _mm512_set1_ps(-0.36067376022224085f),
                                _mm512_set1_ps(0.48089834696298783f));
     q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(-0.7213475204444817f));
     q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.4426950408889634f));
-    __m512 l = _mm512_fmadd_ps(r, q, _mm512_permutex2var_ps(t->llo, j, t->lhi)); /* log2 m */
-    __m512 y = _mm512_fmadd_ps(p, e, _mm512_mul_ps(p, l));
-    /* max/min return their second operand on NaN: a NaN y stays NaN */
+    __m512 l = _mm512_fmadd_ps(r, q, _mm512_permutex2var_ps(t->llo, j, t->lhi));
+    /* max/min return their second operand on NaN: NaN stays NaN through every clamp */
+    __m512 ec = _mm512_min_ps(_mm512_set1_ps(200.0f), _mm512_max_ps(_mm512_set1_ps(-200.0f), e));
+    __m512 lp = _mm512_fmadd_ps(pl, ec, _mm512_mul_ps(ph, l)); /* finite unless x is NaN */
+    __m512 y = _mm512_fmadd_ps(ph, e, lp);
     y = _mm512_min_ps(_mm512_set1_ps(300.0f), _mm512_max_ps(_mm512_set1_ps(-300.0f), y));
     __m512 big = _mm512_add_ps(y, _mm512_set1_ps(393216.0f)); /* 1.5 * 2^18: ulp 1/32 */
-    __m512 n = _mm512_sub_ps(big, _mm512_set1_ps(393216.0f)); /* y rounded to 1/32 */
-    __m512 rr = _mm512_sub_ps(y, n);                          /* exact, |rr| <= 1/64 */
+    __m512 n = _mm512_sub_ps(big, _mm512_set1_ps(393216.0f));
+    __m512 rr = _mm512_add_ps(_mm512_fmsub_ps(ph, e, n), lp);
+    rr = _mm512_min_ps(one, _mm512_max_ps(_mm512_set1_ps(-1.0f), rr));
     __m512 tj = _mm512_permutex2var_ps(t->tlo, _mm512_castps_si512(big), t->thi); /* 2^frac(n) */
     __m512 qq = _mm512_fmadd_ps(rr, _mm512_set1_ps(0.05550410866482158f),
                                 _mm512_set1_ps(0.2402265069591007f));
     qq = _mm512_fmadd_ps(qq, rr, _mm512_set1_ps(0.6931471805599453f));
-    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(rr, qq), tj, tj), n); /* * 2^floor(n) */
+    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(rr, qq), tj, tj), n);
 }
 
 typedef struct {
     nsf_tab tab;
-    __m512 sign, wd, w1, w1c, b2, w2, p, ein, eout, one, decay, c, scale;
+    __m512 sign, wd, w1, w1c, b2, w2, ph, pl, ein, eout, one, decay, c, scale;
     int haswd, lerplo, pzero;
 } nsf_args16;
 
@@ -234,7 +257,7 @@ static inline __attribute__((always_inline)) void nsf_vec16(
     const int full, const nsf_args16 *a, int amsgrad, int mode, __m512d *su, __m512d *sm) {
     if (mode == 2) {
         __m512 vs = NSF_LD(k, full, (amsgrad ? vm : v) + i);
-        __m512 pw = a->pzero ? a->one : nsf_pow16(_mm512_add_ps(vs, a->ein), a->p, &a->tab);
+        __m512 pw = a->pzero ? a->one : nsf_pow16(_mm512_add_ps(vs, a->ein), a->ph, a->pl, &a->tab);
         __m512 u = _mm512_mul_ps(a->c, _mm512_div_ps(NSF_LD(k, full, m + i),
                                                      _mm512_add_ps(pw, a->eout)));
         __m512 t = NSF_LD(k, full, th + i);
@@ -254,7 +277,7 @@ static inline __attribute__((always_inline)) void nsf_vec16(
         vn = _mm512_max_ps(NSF_LD(k, full, vm + i), vn);
         NSF_ST(k, full, vm + i, vn);
     }
-    __m512 pw = a->pzero ? a->one : nsf_pow16(_mm512_add_ps(vn, a->ein), a->p, &a->tab);
+    __m512 pw = a->pzero ? a->one : nsf_pow16(_mm512_add_ps(vn, a->ein), a->ph, a->pl, &a->tab);
     __m512 u = _mm512_mul_ps(a->c, _mm512_div_ps(mn, _mm512_add_ps(pw, a->eout)));
     if (mode == 1) {
         u = _mm512_maskz_mov_ps(k, u);
@@ -299,7 +322,8 @@ static void span_f32(float *th, const float *gr, float *m, float *v, float *vm, 
         _mm512_set1_ps((float)s[S_SIGN]), _mm512_set1_ps((float)s[S_WD]),
         _mm512_set1_ps((float)s[S_W1]), _mm512_set1_ps((float)(1.0 - s[S_W1])),
         _mm512_set1_ps((float)s[S_BETA2]), _mm512_set1_ps((float)s[S_W2]),
-        _mm512_set1_ps((float)s[S_P]), _mm512_set1_ps((float)s[S_EPS_IN]),
+        _mm512_set1_ps((float)s[S_P]), _mm512_set1_ps((float)(s[S_P] - (double)(float)s[S_P])),
+        _mm512_set1_ps((float)s[S_EPS_IN]),
         _mm512_set1_ps((float)s[S_EPS_OUT]), _mm512_set1_ps(1.0f),
         _mm512_set1_ps((float)s[S_DECAY]), _mm512_set1_ps((float)s[S_C]),
         _mm512_set1_ps((float)(ratio * s[S_NEG_LR])),

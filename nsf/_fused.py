@@ -34,12 +34,14 @@ import torch
 from torch import Tensor
 
 from nsf import _cpu_kernel
+from nsf import optim as _optim
 from nsf.optim import (
     _bias_corrections,
     _group_by_device_and_dtype,
     _increment_steps,
     _multi_tensor_nsf,
     _p0_denominator,
+    _single_tensor_nsf,
 )
 
 __all__ = ["fused_nsf"]
@@ -313,9 +315,10 @@ def fused_nsf(
     no p = 1/2 shortcut here (a schedule passing through it must not switch kernels): v^p is
     always exp2(p log2 v), with v^0 = 1 exact.
 
-    Tensors that cannot be flattened in place alike (non-contiguous parameter, gradient or
-    state) take the foreach path, and so do tensors of fewer than 2 elements on the compiled
-    kernel (one graph serves all lengths from 2 up).
+    Tensors that cannot be flattened in place alike (a non-contiguous parameter, gradient or
+    state, or one of another dtype or device than its parameter) take the foreach path, and so
+    do tensors of fewer than 2 elements on the compiled kernel (one graph serves all lengths
+    from 2 up).
     """
     hyper = dict(
         lr=lr, p=p, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
@@ -327,13 +330,17 @@ def fused_nsf(
         tensors = (param, grad, exp_avgs[i], exp_avg_sqs[i])
         if amsgrad:
             tensors += (max_exp_avg_sqs[i],)
-        ok = all(t.is_contiguous() for t in tensors) and param.numel() > 0
+        ok = param.numel() > 0 and all(
+            t.is_contiguous() and t.dtype == param.dtype and t.device == param.device
+            and t.numel() == param.numel()
+            for t in tensors
+        )  # fmt: skip
         if ok and param.numel() < 2:  # the C kernel takes any length, the compiled one >= 2
             ok = _use_cpu_kernel(param.device, param.dtype, backend)
         (fusable if ok else rest).append(i)
     if rest:
         pick = lambda ts: [ts[i] for i in rest] if ts else []  # noqa: E731
-        _multi_tensor_nsf(
+        (_multi_tensor_nsf if _optim._HAS_FOREACH else _single_tensor_nsf)(
             pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs),
             pick(max_exp_avg_sqs), pick(state_steps), amsgrad=amsgrad, **hyper,
         )  # fmt: skip
