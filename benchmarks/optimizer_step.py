@@ -186,9 +186,11 @@ def main() -> None:
         if key == "c_kernel":
             how = "loaded from its cache" if value["cached"] else "built"
             print(f"C kernel ({value['isa']}, OpenMP {'on' if value['openmp'] else 'off'}): "
-                  f"{how} in {value['seconds']:.2f} s, {value['path']}")  # fmt: skip
+                  f"{how} in {value['seconds'] * 1e3:.0f} ms ({value['path']})")  # fmt: skip
         else:
-            print(f"{key}: {value:.2f} s (once per process)")
+            cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "inductor's default cache")
+            note = f", {cache}" if "compile" in key else ""
+            print(f"{key}: {value:.2f} s, once per process{note}")
     ratios = {}
     for kind, num, den, bar, target in BARS:
         ratio = median[num] / median[den]

@@ -9,8 +9,8 @@ is an argument of the call: a p schedule costs what a constant p costs and nothi
 recompiled.
 
 The per-element math is the rule of paper Sec. 3.1, Eq. 3, with the bias corrections folded into
-scalars as in :func:`nsf.optim._denominator` (book chapter 01, "What the exponent costs per
-step"). v^p is 2^(p log2 v):
+scalars as in ``nsf.optim._denominator`` (the book's chapter 01, "What the exponent costs per
+step", and its reconstruction page, "Negligible cost"). v^p is 2^(p log2 v):
 
 * float32 with AVX-512 (``__AVX512F__``): log2 from the exponent and mantissa instructions
   (``getexp``/``getmant``, exact on subnormals, 0 and inf) and a 32-entry table with a degree-4

@@ -11,7 +11,8 @@ tensor's memory, with two kernels behind it.
 Every number that may change between steps (p, lr, the betas, eps, the weight decay and the
 bias-correction divisors) is an argument of the kernel, a float for the C kernel and a 0-d CPU
 tensor for the compiled one, so a p schedule never recompiles and never waits for the device;
-see :func:`fused_nsf`. The rule is paper Sec. 3.1, Eq. 3 (book chapter 01, "Three equations").
+see :func:`fused_nsf`. The rule is paper Sec. 3.1, Eq. 3 (the book's reconstruction page of
+chapter 01, "Eq. (3): the unified update").
 Imported by :func:`nsf.optim.nsf_update` only when ``fused=True``: ``import nsf`` does not load
 inductor or build the C kernel.
 

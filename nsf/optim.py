@@ -13,12 +13,13 @@ r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
     \quad\text{(Eq. 3)}
 
 p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
-coordinates with a large second moment (paper Sec. 3.1 and its special cases; book chapter 01,
-"Three equations" and "Special cases"). The layout follows ``torch.optim.Adam``: a small class
-that validates and gathers state, and a functional update :func:`nsf_update` with a
-single-tensor, a foreach (the default) and a fused implementation; the fused one
-(``fused=True``: one pass over each tensor's memory) lives in ``nsf._fused`` and is imported on
-first use. :mod:`nsf.reference` writes the same rule literally in float64.
+coordinates with a large second moment (paper Sec. 3.1, Eq. 3 and its special cases; the book's
+chapter 01 and its reconstruction page, "Eq. (3): the unified update" and "The special cases").
+The layout follows ``torch.optim.Adam``: a small class that validates and gathers state, and a
+functional update :func:`nsf_update` with a single-tensor, a foreach (the default) and a fused
+implementation; the fused one (``fused=True``: one pass over each tensor's memory) lives in
+``nsf._fused`` and is imported on first use. :mod:`nsf.reference` writes the same rule literally
+in float64.
 
 Private torch API is used only behind a guarded fallback, each tested: the ``torch._foreach_*``
 ops (without them the default path is the single-tensor loop) and
@@ -101,7 +102,8 @@ def _check_choices(
 class NSF(Optimizer):
     r"""Natural Spectral Fusion: Adam/SGD with a free second-moment exponent p (Sec. 3.1, Eq. 3).
 
-    Per parameter tensor, at step t (paper Sec. 3.1, Eq. 3; book chapter 01, "Three equations")::
+    Per parameter tensor, at step t (paper Sec. 3.1, Eq. 3; the book's reconstruction page of
+    chapter 01, "Eq. (3): the unified update")::
 
         g  <- grad + weight_decay * theta                    (coupled L2, unless decoupled)
         m  <- beta1*m + (1-beta1)*g      ("ema")   |  beta1*m + g   ("heavy_ball", torch SGD)
@@ -131,8 +133,8 @@ class NSF(Optimizer):
         decoupled_weight_decay: AdamW-style decay instead of coupled L2.
         update_norm: ``None`` or ``"rms_matched"``: rescale each tensor's update to the norm of
             the p = 0 update from the same state, so p changes the direction only (the
-            step-size control of book chapter 01, "What p does to a coordinate, and to the step
-            size").
+            step-size control of the book's reconstruction page of chapter 01, "The step-size
+            confound").
         maximize: ascend instead of descend.
         foreach: use the multi-tensor path; ``None`` picks it (on CPU and CUDA alike) unless
             ``fused=True``.
@@ -153,8 +155,9 @@ class NSF(Optimizer):
     eps = 0 is ``torch.optim.SGD(momentum=beta1)``; p = 1/2 with beta1 = 0 and no bias
     correction is ``torch.optim.RMSprop``.
 
-    Note: at a fixed lr, changing p also changes the step size by v^^(-p) (book chapter 01,
-    "What p does to a coordinate, and to the step size").
+    Note: at a fixed lr, changing p also changes the step size by v^^(-p) (the book's chapter 01,
+    "What p does to a coordinate, and to the step size", and its reconstruction page, "The
+    step-size confound").
 
     The three implementations agree to rounding. The fused one has no p = 1/2 special case and
     computes v^^p as exp2(p log2 v) in the parameter's precision (for float32 with its own
