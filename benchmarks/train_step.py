@@ -1,4 +1,4 @@
-"""Training-step throughput of NSF against torch SGD on the same ResNet-18 (SPEC section 1.7).
+"""Training-step throughput of NSF against torch SGD on the same ResNet-18 (book chapter 01).
 
 The paper calls the cost of the p exponent "negligible". This measures it where it matters:
 images/s of a full training step (forward, backward, optimizer step) of ResNet-18 with the

@@ -2,6 +2,8 @@
 
 nsf run 03 --profile ci -p dt 0.002 -p keys "[1, 2, 4]" --output my_run.ipynb
 nsf book --profile default
+nsf figures                                                # the figure index of the built book
+nsf ledger                                                 # the claims ledger's verdicts
 nsf sweep plan|run|status|collect sweep.toml --store runs   # a grid of trainings
 nsf train --config cfg.toml --store runs                   # one process
 torchrun --nproc_per_node=8 -m nsf train --config cfg.toml --store runs
@@ -38,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="execute every chapter (cached) and build the book")
     book.add_argument("--profile", choices=PROFILES, default="default")
     book.add_argument("--no-progress", action="store_true", help="hide the cell progress bars")
+
+    commands.add_parser("figures", help="list the built book's figures: PDF, commit, command")
+    commands.add_parser("ledger", help="list the built book's claims and their verdicts")
 
     train = commands.add_parser(
         "train", help="train one TrainConfig in a run store (also under torchrun)"
@@ -143,6 +148,38 @@ def _book(args: argparse.Namespace) -> None:
         raise SystemExit(f"nsf: error: {error}") from None
 
 
+def _published() -> dict:
+    """The records of the chapters the last ``nsf book`` published (``book/chapters``)."""
+    from nsf.book.build import chapter_names, records
+    from nsf.book.provenance import repo_root
+
+    chapters = repo_root() / "book" / "chapters"
+    found = records(p for c in chapter_names() if (p := chapters / f"{c}.ipynb").exists())
+    if not found:
+        raise FileNotFoundError(
+            f"no executed chapter in {chapters}: build the book first (make book)"
+        )
+    return found
+
+
+def _figures(args: argparse.Namespace) -> None:
+    from nsf.book.figure_index import figure_rows
+
+    for row in figure_rows(_published()):
+        print(f"{row['chapter']}  {row['label']}\n  {row['pdf'].lstrip('/')}  (commit "
+              f"{row['commit']}, params {row['params']})\n  {row['command']}")  # fmt: skip
+
+
+def _ledger(args: argparse.Namespace) -> None:
+    from nsf import ledger
+
+    rows = ledger.ledger_rows(_published())
+    for row in rows:
+        strength = f" [{row.strength}]" if row.strength else ""
+        print(f"{row.claim.id:>4}  {row.verdict}{strength}: {row.ours}")
+    print(", ".join(f"{n} {v}" for v, n in ledger.verdict_counts(rows).items() if n))
+
+
 def _train(args: argparse.Namespace) -> None:
     from nsf.train import TrainConfig, train
     from nsf.train.errors import DatasetCorruptError
@@ -169,7 +206,8 @@ def _message(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "book": _book, "train": _train, "sweep": _sweep}[args.command]
+    command = {"run": _run, "book": _book, "figures": _figures, "ledger": _ledger,
+               "train": _train, "sweep": _sweep}[args.command]  # fmt: skip
     try:
         command(args)
     except (ValueError, FileNotFoundError) as error:

@@ -121,7 +121,8 @@ class constant(_Schedule):  # noqa: N801  (named like the function it stands for
 
 @dataclass(frozen=True)
 class tidal(_Schedule):  # noqa: N801
-    """Cosine ("tidal") schedule of paper Sec. 4.1, Eqs. 6-7 (reconstructed, SPEC section 4.2).
+    """Cosine ("tidal") schedule of paper Sec. 4.1, Eqs. 6-7 (reconstructed; book page "How the
+    paper was reconstructed: chapter 03").
 
     p(t) = p_mid + p_amp * cos(2*pi*t / period + phase)
 
@@ -150,7 +151,8 @@ class alternating(_Schedule):  # noqa: N801
     """Square wave of paper Sec. 5.1: ``high`` for ``every`` steps, then ``low``, and so on.
 
     p(t) = high if floor(t / every) is even else low. The paper states the switch "every 200
-    iterations"; the values 0.25 / -0.15 are reconstructed from a summary (SPEC section 1.10).
+    iterations"; the values 0.25 / -0.15 come only from a third-party summary of the paper
+    (book page "How the paper was reconstructed: chapter 06").
     """
 
     high: float
@@ -169,7 +171,8 @@ class alternating(_Schedule):  # noqa: N801
 
 @dataclass(frozen=True)
 class pulse_tidal(_Schedule):  # noqa: N801
-    """Pulse-tidal schedule of paper Sec. 5.1 (SPEC section 1.10).
+    """Pulse-tidal schedule of paper Sec. 5.1 (book page "How the paper was reconstructed:
+    chapter 06").
 
     p(t) = pulse_p                              for t < pulse_steps
     p(t) = alternating(high, low, every)(t - pulse_steps)   otherwise
@@ -235,7 +238,8 @@ class multistep(_Schedule):  # noqa: N801
     f(t) = value * gamma ** (number of milestones m with t >= m)
 
     (``torch.optim.lr_scheduler.MultiStepLR``). The default gamma 0.2 is the x0.2 at epochs
-    60/120/160 of the CIFAR runs of paper Sec. 3.3 [assumed, SPEC section 3.2].
+    60/120/160 common in CIFAR training (assumed: paper Sec. 3.3 prints no schedule; book page
+    "How the paper was reconstructed: chapter 02").
     """
 
     milestones: tuple[int, ...]
@@ -438,7 +442,7 @@ class Scheduler:
 
 
 class PScheduler(Scheduler):
-    """The :class:`Scheduler` of the exponent p (paper Sec. 3.3 and 5.1; SPEC section 1.10).
+    """The :class:`Scheduler` of the exponent p (paper Sec. 3.3 and 5.1).
 
     Used like a learning-rate scheduler::
 

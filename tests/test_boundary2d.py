@@ -137,7 +137,7 @@ def test_rms_matched_gives_every_p_the_sgd_step_length():
     np.testing.assert_allclose(first.to_numpy(), first[0.0], rtol=1e-5)
     plain = b.train_panel(demo, b.Panel("mean", "mean", 0.01))
     f2 = plain.history[plain.history.iteration == 1].set_index("p").step_norm
-    assert f2.max() / f2.min() > 10  # without the control p rescales the step (SPEC 7.4)
+    assert f2.max() / f2.min() > 10  # without the control p rescales the step
 
 
 # --------------------------------------------------------------------------- metrics and checks
@@ -296,6 +296,91 @@ def test_checks_frame_is_the_verdict_table_per_panel():
     assert list(frame.index.get_level_values("check")) == ["B-1", "B-2", "B-3"] * 2
     assert set(frame["verdict"]) == {"holds"}
     assert frame.index.get_level_values("panel")[0] == "hand"
+
+
+# --------------------------------------------------------------------------- check B-4
+def curves_result(agree: dict[float, list[float]], loss: dict[float, list[float]], name="hand"):
+    """A PanelResult from per-p agreement and loss curves over iterations 0..len - 1."""
+    demo = ROLES
+    rows = [
+        {"p": p, "iteration": i, "bayes_agreement": a, "loss": loss[p][i],
+         "loss_ratio": loss[p][i] / loss[p][0]}
+        for p in demo.p_values
+        for i, a in enumerate(agree[p])
+    ]  # fmt: skip
+    return b.PanelResult(demo, b.Panel(name), {}, pd.DataFrame(rows), {}, {}, {}, {}, np.zeros(1))
+
+
+def flat(v, n=11):
+    return [v] * n
+
+
+def test_lead_counts_compare_at_matched_iterations_from_one():
+    sgd_agree = [0.5, 0.5, 0.6, 0.7, 0.8]
+    d_agree = [0.9, 0.6, 0.6, 0.8, 0.7]  # iteration 0 is not compared; a tie is not ahead
+    d_loss = [0.1, 1.0, 1.0, 0.2, 1.0]  # not lower at 1, lower at 3
+    agree = {p: flat(0.5, 5) for p in ROLES.p_values} | {0.0: sgd_agree, -0.1: d_agree}
+    loss = {p: flat(0.7, 5) for p in ROLES.p_values} | {0.0: flat(0.7, 5), -0.1: d_loss}
+    assert b.lead_counts(curves_result(agree, loss), -0.1) == (4, 2, 1)
+
+
+def test_b4_needs_the_lead_in_accuracy_and_the_lagging_loss_together():
+    base = {p: flat(0.5) for p in ROLES.p_values}
+    ahead = base | {-0.1: [0.5] + [0.8] * 10}
+    sgd_loss = {p: flat(0.6) for p in ROLES.p_values}
+    # ahead at every iteration, loss higher than SGD's: accuracy advanced while the loss lagged
+    held = b.divergence_check(curves_result(ahead, sgd_loss | {-0.1: flat(0.7)}))
+    assert held.passed is True and held.name == "B-4" and held.strength == "independent"
+    assert "ahead of p = 0 at 10 of 10 iterations; its loss not lower at 10" in held.statistic
+    # ahead in accuracy and lower in loss: faster training, not a divergence
+    assert b.divergence_check(curves_result(ahead, sgd_loss | {-0.1: flat(0.5)})).passed is False
+    # a lagging loss but ahead at only half of the iterations: not advanced
+    half = base | {-0.1: [0.5] + [0.8] * 5 + [0.5] * 5}
+    assert b.divergence_check(curves_result(half, sgd_loss | {-0.1: flat(0.7)})).passed is False
+    # never ahead: does not hold either (the claim needs the lead)
+    assert b.divergence_check(curves_result(base, sgd_loss | {-0.1: flat(0.7)})).passed is False
+
+
+def test_b4_is_named_per_panel_for_the_record():
+    agree = {p: flat(0.5) for p in ROLES.p_values}
+    loss = {p: flat(0.6) for p in ROLES.p_values}
+    names = [c.name for c in b.divergence_checks([curves_result(agree, loss, "(i) x")])]
+    assert names == ["(i) x · B-4 · vs p=0"]
+
+
+def test_the_per_run_loss_reading_is_reported_as_not_discriminating_when_sgd_shares_it():
+    from nsf.boundary2d import notes
+
+    rise = [0.5, 0.6, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    agree = {p: rise for p in ROLES.p_values}
+    slow = [1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5]  # loss high at t_half
+    loss = {p: slow for p in ROLES.p_values}
+    results = {k: curves_result(agree, loss, k) for k in ("mean", "sum", "rms")}
+    text = notes.loss_high_note(results)
+    assert "does not discriminate" in text and "15 of 15 runs" in text
+    # the loss of p = 0 falls fast: now the reading differs between p = 0 and the others
+    fast = [1.0, 0.4] + [0.3] * 9
+    results["sum"] = curves_result(agree, loss | {0.0: fast}, "sum")
+    text = notes.loss_high_note(results)
+    assert "does not discriminate" not in text
+    assert "p = 0.25 in sum" in text and "p = -0.1 in sum" in text
+
+
+def test_divergence_note_says_whether_the_step_matched_panel_keeps_it():
+    from nsf.boundary2d import notes
+
+    base = {p: flat(0.5) for p in ROLES.p_values}
+    ahead = base | {-0.1: [0.5] + [0.8] * 10}
+    loss = {p: flat(0.6) for p in ROLES.p_values}
+    lagging = curves_result(ahead, loss | {-0.1: flat(0.7)}, "free")
+    faster = curves_result(ahead, loss | {-0.1: flat(0.5)}, "matched")
+    text = notes.divergence_note({"mean": lagging, "sum": lagging, "rms": faster})
+    assert "does not survive at SGD's step length" in text
+    text = notes.divergence_note({"mean": faster, "sum": faster, "rms": lagging})
+    assert "It holds in the step-matched panel (iii) too" in text
+    table = notes.divergence_table({"mean": lagging})
+    assert table.loc[("free", "-0.1"), "of those, loss not lower"] == 10
+    assert np.isnan(table.loc[("free", "0.25"), "share"])  # never ahead: no share
 
 
 # --------------------------------------------------------------------------- refusals

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from nsf import book
+from nsf.book.build import GENERATED_PAGES
 from nsf.book.profiles import PROFILES, chapter_parameters, profile_overrides
 from nsf.book.provenance import repo_root
 
@@ -58,8 +59,10 @@ def test_toc_lists_exactly_the_chapters_in_paper_order():
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     listed = [f.rsplit("/", 1)[1] for f in files if f.startswith("book/chapters/")]
     assert listed == CHAPTERS
+    generated = [f"book/{name}" for name in GENERATED_PAGES]
+    assert set(generated) <= set(files), "a page nsf book writes is missing from _toc.yml"
     for f in files:
-        if not f.startswith("book/chapters/"):
+        if not f.startswith("book/chapters/") and f not in generated:
             assert (repo_root() / f"{f}.md").exists(), f"{f} is in _toc.yml but does not exist"
 
 

@@ -1,4 +1,4 @@
-"""p schedules (SPEC 1.10, T10): exact values at hand-computed steps, validation, pickling."""
+"""p schedules: exact values at hand-computed steps, validation, pickling."""
 
 from __future__ import annotations
 

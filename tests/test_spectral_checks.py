@@ -1,5 +1,6 @@
-"""The logic of K1-K7 (nsf.spectral.checks) and of the chapter's verdict prose, on hand-made
-kappa / R^2 tables: for each clause one table built to pass and one built to fail."""
+"""The logic of the checks K1-K7, K4 in its parts K4a-K4c (nsf.spectral.checks), and of the
+chapter's verdict prose, on hand-made kappa / R^2 / rebound tables: for each clause one table built
+to pass and one built to fail."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ DOWN = UP[::-1]  # falls with k: low-pass
 
 
 def base_tables() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """A table on which every check holds: each clause below breaks exactly one thing."""
+    """A table on which every check but K4c holds (K4c needs rebounds, :func:`base_rebounds`):
+    each clause below breaks exactly one thing."""
     schedules = spectral.table_schedules()
     kappa = {
-        "p = -0.5": np.array([0.30, 0.35, 0.40, 0.45, 0.50, 0.55]),
+        "p = -0.5": np.array([0.30, 0.35, 0.40, 0.45, 0.50, 0.45]),  # drops at the last key
         "p = -0.25": UP,
         "p = 0": np.full(6, 0.4),
         "p = 0.25": DOWN,
@@ -33,25 +35,71 @@ def base_tables() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     }
     r2 = {n: np.full(6, 0.99) for n in kappa}
     r2["p = 0"] = np.full(6, 1.0)
-    r2["p = -0.5"] = np.full(6, 0.9)  # K4 passes through its R^2 clause only
+    r2["p = -0.5"] = np.full(6, 0.9)  # K4a: below the next negative p (0.99)
     frame = lambda d: pd.DataFrame(d, index=KEYS).T  # noqa: E731
     return frame(kappa), frame(r2), schedules
 
 
-def verdicts(kappa, r2, schedules) -> dict[str, bool | None]:
-    return {c.name: c.passed for c in spectral.claim_checks(kappa, r2, schedules)}
+def base_rebounds(kappa: pd.DataFrame) -> pd.DataFrame:
+    """No envelope rebounds except the most negative row's at k = 32 (K4c holds)."""
+    rebounds = pd.DataFrame(False, index=kappa.index, columns=kappa.columns)
+    rebounds.loc["p = -0.5", 32] = True
+    return rebounds
+
+
+def verdicts(kappa, r2, schedules, rebounds="base") -> dict[str, bool | None]:
+    rebounds = base_rebounds(kappa) if isinstance(rebounds, str) else rebounds
+    return {c.name: c.passed for c in spectral.claim_checks(kappa, r2, schedules, rebounds)}
 
 
 def test_every_check_holds_on_the_base_table():
     assert set(verdicts(*base_tables()).values()) == {True}
 
 
-def test_checks_are_verdict_records_and_k1_is_a_calibration():
-    checks = spectral.claim_checks(*base_tables())
-    assert [c.name for c in checks] == [cid for cid, _, _ in spectral.CLAIMS]
-    assert {c.name: c.strength for c in checks}["K1"] == "calibration"
-    assert {c.strength for c in checks if c.name != "K1"} == {"independent"}
-    assert spectral.claims_count(checks) == (7, 7)
+def test_checks_are_verdict_records_with_their_strengths():
+    kappa, r2, schedules = base_tables()
+    checks = spectral.claim_checks(kappa, r2, schedules, base_rebounds(kappa))
+    names = [c.name for c in checks]
+    assert names == [cid for cid, _, _ in spectral.CLAIMS]
+    assert names == ["K1", "K2", "K3", "K4a", "K4b", "K4c", "K5", "K6", "K7"]
+    strength = {c.name: c.strength for c in checks}
+    assert strength["K1"] == "calibration" and strength["K4a"] == "lenient"
+    assert {s for n, s in strength.items() if n not in ("K1", "K4a")} == {"independent"}
+    assert spectral.claims_count(checks) == (9, 9)
+
+
+def test_each_part_of_k4_has_its_own_verdict():
+    """K4's three parts are told apart: breaking one leaves the other two holding."""
+    kappa, r2, schedules = base_tables()
+    clean = _set(r2, "p = -0.5", 0.995)  # no R^2 drop against p = -0.25 (0.99)
+    rising = _set(kappa, "p = -0.5", 0.55, [32])  # kappa_32 > kappa_16
+    none = pd.DataFrame(False, index=kappa.index, columns=kappa.columns)
+    parts = ("K4a", "K4b", "K4c")
+    assert [verdicts(kappa, clean, schedules)[p] for p in parts] == [False, True, True]
+    assert [verdicts(rising, r2, schedules)[p] for p in parts] == [True, False, True]
+    assert [verdicts(kappa, r2, schedules, none)[p] for p in parts] == [True, True, False]
+    got = verdicts(kappa, r2, schedules, None)
+    assert got["K4c"] is None and got["K4a"] is True and got["K4b"] is True
+    checks = spectral.claim_checks(kappa, r2, schedules)
+    assert next(c for c in checks if c.name == "K4c").verdict == "no envelopes given"
+    assert spectral.claims_count(checks) == (8, 8)  # the undecided part is not counted
+
+
+def test_k4c_looks_at_the_most_negative_row_only():
+    kappa, r2, schedules = base_tables()
+    others = pd.DataFrame(True, index=kappa.index, columns=kappa.columns)
+    others.loc["p = -0.5"] = False
+    assert verdicts(kappa, r2, schedules, others)["K4c"] is False
+
+
+def test_rebound_table_marks_rises_inside_the_window():
+    run = spectral.simulate({"p = 0": constant(0.0), "p = -0.5": constant(-0.5)})
+    table = spectral.rebound_table(run)
+    assert list(table.index) == ["p = 0", "p = -0.5"] and list(table.columns) == KEYS
+    assert not table.loc["p = 0"].any()  # a pure exponential never rises
+    inside = run.setup.window_mask(run.t)
+    rises = (np.diff(run.envelope[:, inside], axis=1) > 0).any(axis=1)
+    np.testing.assert_array_equal(table.to_numpy(), rises)
 
 
 def _set(table, row, values, keys=slice(None)):
@@ -151,15 +199,6 @@ def test_k3_ignores_the_most_negative_row():
     assert verdicts(kappa, r2, schedules)["K3"] is True
 
 
-def test_k4_passes_through_either_clause_and_fails_with_neither():
-    kappa, r2, schedules = base_tables()
-    clean = _set(r2, "p = -0.5", 0.995)  # no R^2 drop against p = -0.25 (0.99)
-    assert verdicts(kappa, clean, schedules)["K4"] is False
-    drop = _set(kappa, "p = -0.5", 0.40, [32])  # kappa_32 < kappa_16
-    assert verdicts(drop, clean, schedules)["K4"] is True
-    assert verdicts(kappa, r2, schedules)["K4"] is True  # the R^2 clause alone
-
-
 def test_roles_come_from_the_schedule_types():
     schedules = {
         "a": constant(0.0),
@@ -193,7 +232,9 @@ def test_missing_rows_leave_checks_undecided():
         "K1": None,
         "K2": True,
         "K3": None,
-        "K4": None,
+        "K4a": None,
+        "K4b": None,
+        "K4c": None,
         "K5": None,
         "K6": None,
         "K7": None,
@@ -222,27 +263,33 @@ def test_scipy_spearman_equals_the_average_rank_formula(a, b):
     assert np.sign(ours) == np.sign((ra * rb).sum())
 
 
-def test_claims_note_says_whether_the_most_negative_row_drops():
+def test_claims_note_counts_parts_and_strengths_and_says_whether_the_row_drops():
     kappa, r2, schedules = base_tables()
-    checks = spectral.claim_checks(kappa, r2, schedules)
+    checks = spectral.claim_checks(kappa, r2, schedules, base_rebounds(kappa))
     note = spectral.claims_note(checks, kappa, schedules)
-    assert note.startswith("**7 of 7** checks hold")
+    assert note.startswith("**9 of 9** checks hold with these parameters, 7 of the 7 independent")
+    assert "K1 is a **calibration**" in note and "K4a is **lenient**" in note
+    assert "(p = -0.5) drops at the highest key" in note
+    rising = _set(kappa, "p = -0.5", 0.55, [32])
+    failed = spectral.claim_checks(rising, r2, schedules, base_rebounds(rising))
+    note = spectral.claims_note(failed, rising, schedules)
+    assert note.startswith("**8 of 9** checks hold with these parameters, 6 of the 7 independent")
     assert "(p = -0.5) does **not** drop" in note
-    drop = _set(kappa, "p = -0.5", 0.40, [32])
-    assert "(p = -0.5) drops at the highest key" in spectral.claims_note(checks, drop, schedules)
 
 
 def test_summary_lists_what_holds_and_fails():
     kappa, r2, schedules = base_tables()
     kappa = _set(kappa, "tidal [-0.5, 0.5]", 0.39, [8])
-    checks = spectral.claim_checks(kappa, r2, schedules)
+    checks = spectral.claim_checks(kappa, r2, schedules, base_rebounds(kappa))
     gap = spectral.diagonal_gap(kappa, kappa, ["p = 0.5"])
     sweep = pd.DataFrame({"status": ["ok", "refused: x"], "rms": [0.2, np.nan]})
     note = spectral.summary_note(
         checks, kappa, schedules, sweep=sweep, gap=gap, single_spread=1e-15, overlap_error=0,
         i0_error=0,
     )  # fmt: skip
-    assert "Hold: K1, K2, K3, K4, K6, K7; fail: K5." in note
+    assert "Hold: K1, K2, K3, K4a, K4b, K4c, K6, K7; fail: K5." in note
+    assert "K1, a calibration" in note
+    assert "derived from the paper's table under our row labels" in note
     assert "the closest swept setting has 0.200" in note
     assert "rank agreement over k ranges over +1.00…+1.00" in note
 
@@ -251,12 +298,12 @@ def test_sweep_note_counts_settings_refusals_and_full_passes():
     sweep = pd.DataFrame(
         {
             "status": ["ok", "ok", "refused: dt=1 is refused", "refused: dt=1 is refused"],
-            "n_pass": [7, 6, np.nan, np.nan],
+            "n_pass": [9, 8, np.nan, np.nan],
             "rms": [0.3, 0.2, np.nan, np.nan],
             "max_abs": [0.5, 0.4, np.nan, np.nan],
         }
     )
     note = spectral.sweep_note(sweep, 0.25)
     assert note.startswith("**4 settings**: 2 simulated, 2 refused before simulating; 2 because")
-    assert "All seven checks hold in 1 of them" in note
+    assert "All 9 checks (K1–K7, K4 in three parts) hold in 1 of them" in note
     assert "RMS = **0.200** (max |difference| 0.400); the reference parameters give 0.250" in note

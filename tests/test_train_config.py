@@ -15,7 +15,7 @@ def test_equal_meanings_are_one_config():
     assert a == b and a.run_key() == b.run_key() and hash(a) == hash(b)
     assert TrainConfig.from_dict(a.to_dict()) == a
     multistep = TrainConfig(lr_schedule={"kind": "multistep", "milestones": [60, 120, 160]})
-    assert multistep.lr_schedule["gamma"] == 0.2  # SPEC 3.2 default
+    assert multistep.lr_schedule["gamma"] == 0.2  # the companion's default
     assert a.replace(seed=3).seed == 3 and a.replace(seed=3).run_key() != a.run_key()
 
 

@@ -1,5 +1,5 @@
 """Tests of nsf.train.datasets: the six readers on small fixtures written in each official layout,
-the checksums and the decoded cache (SPEC Sec. 3.2, 8.1, App. B)."""
+the checksums and the decoded cache (paper Sec. 3.3 and 5.1; book/datasets.md)."""
 
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def test_fer2013_both_headers_and_three_splits(tmp_path, variant):
         for j, (k, _) in enumerate(rows):
             assert torch.equal(ds.images[j, 0].flatten(), torch.from_numpy(_fer_pixels(k)).byte())
         assert ds.mean == got["train"].mean
-    rgb = load_dataset("fer2013", "val", root=tmp_path)  # SPEC Sec. 3.2: gray -> 3 channels
+    rgb = load_dataset("fer2013", "val", root=tmp_path)  # gray -> 3 channels
     assert rgb.images.shape == (2, 3, 48, 48) and len(rgb.mean) == 3
     assert torch.equal(rgb.images[:, 0], rgb.images[:, 2])
 
@@ -230,13 +230,13 @@ def test_rafdb_one_based_labels_and_splits(tmp_path):
     assert train.classes[0] == "Surprise" and train.classes[6] == "Neutral"
     assert torch.bincount(train.labels, minlength=7).tolist() == [2, 0, 0, 0, 1, 0, 1]
     resized = load_dataset("rafdb", "train", root=basic)  # root may be basic/ itself
-    assert resized.images.shape == (4, 3, 112, 112)  # SPEC Sec. 3.2 default: Resize 112
+    assert resized.images.shape == (4, 3, 112, 112)  # the companion's default: Resize 112
 
 
 def test_chaoyang_json_layout_and_resize(tmp_path):
     make_chaoyang(tmp_path)
     train = load_dataset("chaoyang", "train", root=tmp_path)
-    assert train.images.shape == (6, 3, 224, 224)  # SPEC Sec. 3.2 default: Resize 224
+    assert train.images.shape == (6, 3, 224, 224)  # the companion's default: Resize 224
     assert train.labels.tolist() == CHAOYANG["train"] and train.num_classes == 4
     test = load_dataset("chaoyang", "test", root=tmp_path, size=None)
     assert test.images.shape == (3, 3, 512, 512) and test.labels.tolist() == CHAOYANG["test"]

@@ -1,5 +1,5 @@
 """Tests of nsf.train.loader: determinism, resumption, DDP sharding, crops and flips, and
-normalisation of the device-side loader (SPEC Sec. 3.2, 8.1)."""
+normalisation of the device-side loader (paper Sec. 3.3 and 5.1)."""
 
 from __future__ import annotations
 

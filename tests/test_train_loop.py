@@ -1,4 +1,4 @@
-"""The training loop (SPEC 3, 8): learning, run store, resume after a kill, DDP, loss weighting.
+"""The training loop (Sec. 3.3, 5.1): learning, run store, resume after a kill, DDP, loss weighting.
 
 Everything runs on the CPU with the digits data that ships inside scikit-learn. Processes that
 must die or be started by torchrun run as subprocesses, exactly as a user would start them:

@@ -1,4 +1,4 @@
-"""The networks (SPEC 3.2, 8.1): ResNet-18 stems at 32 and 64 px, and the small CPU CNN."""
+"""The networks (paper Sec. 3.3 and 5.1): ResNet-18 stems at 32 and 64 px, and the small CPU CNN."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of nsf.train.synthetic: the embedded digits and synthetic_bands (SPEC Sec. 3.3)."""
+"""Tests of nsf.train.synthetic: the embedded digits and synthetic_bands (Sec. 3.3 stand-ins)."""
 
 from __future__ import annotations
 

@@ -12,27 +12,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from nsf.book.parameters import check_parameters, notebook_defaults
+from nsf.book.parameters import check_parameters, notebook_defaults, parse_value
 from nsf.book.profiles import PROFILES
 from nsf.book.provenance import RECORD_FILE, device_description, git_commit, repo_root
 from nsf.runstore import Run, RunStore, atomic_write_bytes
 
 __all__ = [
+    "GENERATED_PAGES",
     "ChapterExecutionError",
     "build_book",
     "chapter_names",
     "chapter_run",
     "execute_chapter",
     "is_cached",
+    "records",
+    "rerun_command",
     "resolve_chapter",
     "source_hash",
     "tree_hash",
@@ -110,6 +114,18 @@ def chapter_run(
     return chapter, params, RunStore(repo_root() / ".cache" / "chapters").run(key, prefix=chapter)
 
 
+def rerun_command(
+    chapter: str, profile: str = "default", overrides: Mapping[str, Any] | None = None
+) -> str:
+    """The ``nsf run`` command line that executes ``chapter`` with this profile and these
+    overrides (each value written so that ``nsf run`` reads it back as the same value)."""
+    parts = ["nsf", "run", resolve_chapter(chapter).split("_", 1)[0], "--profile", profile]
+    for name, value in sorted((overrides or {}).items()):
+        text = value if isinstance(value, str) and parse_value(value) == value else repr(value)
+        parts += ["-p", name, text]
+    return shlex.join(parts)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -164,6 +180,8 @@ def execute_chapter(
                 f"{error.ename}: {error.evalue}"
             ) from error
         _tag_for_reading(nb)
+        command = rerun_command(chapter, profile, overrides)
+        nb.cells.append(_rerun_cell(chapter, command))
         record = run.path(RECORD_FILE)
         commit, dirty = git_commit()
         seed = params.get("seed", notebook_defaults(chapter).get("seed"))
@@ -171,6 +189,7 @@ def execute_chapter(
             "version": nsf.__version__, "commit": commit, "dirty": dirty, "chapter": chapter,
             "profile": profile, "parameters": params, "seed": seed,
             "wall_time_s": round(time.perf_counter() - start, 2), "device": device_description(),
+            "command": command,
             "record": json.loads(record.read_text()) if record.exists() else None,
         }  # fmt: skip
         atomic_write_bytes(executed, nbformat.writes(nb).encode())
@@ -193,6 +212,36 @@ def _tag_for_reading(nb: Any) -> None:
             cell.metadata["tags"] = [*tags, "hide-input"]
 
 
+def records(notebooks: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
+    """Chapter name -> its record, read from executed notebooks (their ``nsf`` metadata: the
+    record plus the profile, parameters and commit of the execution). A notebook without a
+    record (executed outside ``nsf run``/``nsf book``) is left out."""
+    out = {}
+    for path in notebooks:
+        meta = json.loads(Path(path).read_text())["metadata"].get("nsf", {})
+        if meta.get("record"):
+            keys = ("profile", "parameters", "commit", "dirty", "command")
+            out[meta["chapter"]] = {**meta["record"], **{k: meta.get(k) for k in keys}}
+    return out
+
+
+def _rerun_cell(chapter: str, command: str) -> Any:
+    """The box that ends every chapter page: the command that re-runs it with the parameters
+    shown, and the executed notebook to download."""
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(
+        ":::{admonition} Re-run this chapter\n:class: tip\n\n"
+        "From a clone of the repository, once `make book` has set it up and "
+        "`source .venv/bin/activate` has put `nsf` on the path:\n\n"
+        f"```bash\n{command}\n```\n\n"
+        "It executes the chapter with exactly the parameters shown on this page (the table at "
+        "its top) and writes the executed notebook; add `--output my_run.ipynb` to keep a copy, "
+        "and `-p NAME VALUE` to change a parameter. "
+        f"{{download}}`Download this executed notebook <{chapter}.ipynb>`.\n:::"
+    )
+
+
 def _publish(chapter: str, executed: Path) -> None:
     """Copy an executed chapter and its figures where the book reads them (only if changed)."""
     root = repo_root()
@@ -204,6 +253,24 @@ def _publish(chapter: str, executed: Path) -> None:
     shutil.rmtree(figures, ignore_errors=True)
     if source.is_dir():
         shutil.copytree(source, figures)
+
+
+#: The pages ``nsf book`` writes into ``book/`` from the chapters' records (not tracked).
+GENERATED_PAGES = ("ledger", "figures")
+
+
+def write_generated_pages(recs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the pages made from the chapters' records: ``book/ledger.md`` (the claims ledger,
+    :mod:`nsf.ledger`) and ``book/figures.md`` (:mod:`nsf.book.figure_index`); a page is
+    rewritten only when its text changes."""
+    from nsf import ledger
+    from nsf.book import figure_index
+
+    pages = {"ledger": ledger.ledger_page, "figures": figure_index.figure_index_page}
+    for name in GENERATED_PAGES:
+        path, text = repo_root() / "book" / f"{name}.md", pages[name](recs)
+        if not path.exists() or path.read_text() != text:
+            atomic_write_bytes(path, text.encode())
 
 
 def build_book(profile: str = "default", *, progress: bool = True) -> Path:
@@ -218,6 +285,7 @@ def build_book(profile: str = "default", *, progress: bool = True) -> Path:
         if not cached:
             print(f"      executed in {time.perf_counter() - start:.1f} s", flush=True)
     root = repo_root()
+    write_generated_pages(records(root / "book" / "chapters" / f"{c}.ipynb" for c in chapters))
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book),

@@ -3,7 +3,7 @@
 Every chapter starts with ::
 
     ch = Chapter("03_spectral_decay", globals())   # after the parameters cell
-    ch.parameter_table()                           # the parameters with their SPEC tags
+    ch.parameter_table()                           # the parameters with their tags
 
 and saves every figure through ``ch.savefig(fig, "label", caption)``. That writes
 ``<figures>/<chapter>/<label>.png`` and ``.pdf`` (under ``book/_static/figures``, hence at a stable
@@ -96,7 +96,8 @@ class Chapter:
         )
 
     def parameter_table(self) -> pd.DataFrame:
-        """Every parameter with its value and SPEC tag (SPEC section 0.3 asks every chapter)."""
+        """Every parameter with its value, its tag (stated, reconstructed, assumed or companion,
+        the tags of the book pages "How the paper was reconstructed") and its source."""
         rows = [
             {
                 "parameter": k,

@@ -3,8 +3,9 @@
 The table lives in ``profiles.toml`` beside this file. A chapter's ``default`` profile is the
 parameters cell of its notebook; ``ci`` (each chapter <= 60 s on 2 CPU cores, for the tests) and
 ``paper`` (the paper's scale; some chapters need a GPU) override some of those values. Every
-parameter carries its SPEC tag: ``stated``, ``reconstructed`` or ``assumed`` (SPEC section 0.2),
-or ``companion`` for choices that only this book makes (sizes, seeds, plot extents).
+parameter carries its tag, the tags of the book pages "How the paper was reconstructed":
+``stated``, ``reconstructed`` or ``assumed``, or ``companion`` for choices that only this book
+makes (sizes, seeds, plot extents, demos and controls the paper does not run).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ The package follows the chapter's data flow:
               (:func:`effective_update_norms`, from :meth:`nsf.optim.NSF.update_terms`)
 ``results``   :class:`PanelResult` and its metrics (:func:`first_crossing` for t90,
               :func:`log_time_score`)
-``checks``    B-1..B-3 as :class:`nsf.verdicts.Check` records (:func:`alignment_checks`)
+``checks``    B-1..B-3 as :class:`nsf.verdicts.Check` records (:func:`alignment_checks`) and
+              B-4, accuracy ahead of p = 0 while the loss is not (:func:`divergence_checks`)
 ``notes``     the chapter's tables and verdicts in words
 ============  ==================================================================================
 
@@ -33,7 +34,15 @@ the checks import without torch; the training names (``train``) load it on first
 
 import importlib
 
-from nsf.boundary2d.checks import alignment_checks, checks_frame, named_checks, panel_checks
+from nsf.boundary2d.checks import (
+    alignment_checks,
+    checks_frame,
+    divergence_check,
+    divergence_checks,
+    lead_counts,
+    named_checks,
+    panel_checks,
+)
 from nsf.boundary2d.geometry import (
     CrossedL,
     Samples,
@@ -61,8 +70,11 @@ __all__ = [
     "best_linear_accuracy",
     "checks_frame",
     "crossed_l_samples",
+    "divergence_check",
+    "divergence_checks",
     "effective_update_norms",
     "first_crossing",
+    "lead_counts",
     "log_time_score",
     "mlp",
     "named_checks",

@@ -1,5 +1,10 @@
 """The pulse–tidal experiment of Sec. 5.1 (book chapter 06): ResNet-18 on TinyImageNet.
 
+The schedule's three p values (-0.05 in the pulse, then 0.25 and -0.15, switching every 200
+iterations) are blank in the paper body: they come from a third-party summary of the paper.
+Only "every 200 iterations" is stated; the pulse length (1000 iterations at the paper's scale)
+and the order after the pulse (0.25 first) are the companion's assumptions.
+
 :mod:`nsf.pulsetidal.setup` holds the arms and controls as sweeps; :mod:`nsf.pulsetidal.runs`
 runs them and reads back metrics, step diagnostics and p; :mod:`nsf.pulsetidal.metrics` the
 metrics over the tidy results (final top-1 over seeds, time to accuracy and the speed-up S(a),
@@ -17,6 +22,7 @@ from nsf.pulsetidal.metrics import (
     Reading,
     divergence_check,
     epoch_differences,
+    final_checks,
     final_top1,
     loss_at_matched_accuracy,
     mean_curve,
@@ -38,11 +44,14 @@ from nsf.pulsetidal.summary import (
     controls_table,
     final_note,
     layer_table,
+    loss_note,
     paper_numbers,
     paper_scale_note,
     runs_summary,
     seed_band,
     speedup_grid,
+    speedup_note,
+    top1_note,
 )
 
 __all__ = [
@@ -62,10 +71,12 @@ __all__ = [
     "controls_table",
     "divergence_check",
     "epoch_differences",
+    "final_checks",
     "final_note",
     "final_top1",
     "layer_table",
     "loss_at_matched_accuracy",
+    "loss_note",
     "mean_curve",
     "paper_numbers",
     "paper_scale_note",
@@ -78,8 +89,10 @@ __all__ = [
     "seed_sign_count",
     "speedup_checks",
     "speedup_grid",
+    "speedup_note",
     "speedup_readings",
     "speedup_table",
     "step_ratio",
     "time_to_accuracy",
+    "top1_note",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "Reading",
     "divergence_check",
     "epoch_differences",
+    "final_checks",
     "final_top1",
     "loss_at_matched_accuracy",
     "mean_curve",
@@ -485,3 +486,45 @@ def seed_sign_check(pairs: pd.DataFrame) -> Check:
         undecided="no seed run by both arms",
         strength="lenient",
     )
+
+
+def _final(frame: pd.DataFrame, name: Any, column: str, arm: str) -> pd.Series:
+    rows = _runs(frame, arm, name, [column]).sort_values(["seed", "epoch"])
+    return rows.groupby("seed")[column].last()
+
+
+def final_checks(
+    frame: pd.DataFrame, baseline: Any, treated: Any, *, arm: str = ARM
+) -> list[Check]:
+    """The final-epoch comparisons of Sec. 5.1.2 and the paper body's abstract (ledger L33, L4).
+
+    * ``final top-1 gain``: the mean final val_top1 of ``treated`` exceeds the baseline's by more
+      than the seeds' spread, ``sqrt(std_base² + std_arm²)`` (ddof=1);
+    * ``final loss change``: the mean final val_loss of ``treated`` is below the baseline's by
+      more than the same spread of the losses ("reduces test error and test loss").
+
+    Undecided with fewer than two seeds in an arm (no spread to compare with)."""
+    out = []
+    for name, column, sign, claim in (
+        ("final top-1 gain", "val_top1", +1,
+         "final top-1 accuracy improves from 59.1% (baseline) to 62.9% (Sec. 5.1.2)"),
+        ("final loss change", "val_loss", -1,
+         "cyclic scheduling consistently reduces test error and test loss (abstract, body)"),
+    ):  # fmt: skip
+        base, other = _final(frame, baseline, column, arm), _final(frame, treated, column, arm)
+        diff = float(other.mean() - base.mean())
+        spread = float(np.hypot(base.std(ddof=1), other.std(ddof=1)))
+        word = "above" if sign > 0 else "below"
+        out.append(
+            Check(
+                name=name,
+                claim=claim,
+                criterion=f"mean final {column} of the arm {word} the baseline's by more than "
+                "the seeds' spread sqrt(std_base² + std_arm²)",
+                statistic=f"arm − baseline = {diff:+.4f}, spread = {spread:.4f} "
+                f"({len(base)} and {len(other)} seeds)",
+                passed=None if np.isnan(spread) else bool(sign * diff > spread),
+                undecided="undecided (fewer than two seeds in an arm)",
+            )
+        )
+    return out

@@ -4,10 +4,11 @@ and the controls that separate the spectral effect from the step-size effect, as
 Stated in Sec. 5.1: ResNet-18 from scratch on TinyImageNet, random crop and flip, 200 epochs,
 batch 256, "SGD with momentum 0.9"; the baseline is p = 0; the proposed schedule is a pulse
 phase, then p alternating between two values every 200 iterations; three runs. The three p values
-(-0.05 in the pulse, then 0.25 and -0.15) come from a third-party summary of the paper, not its
-body; the pulse length, which tidal value comes first, the learning rate, its schedule and the
-weight decay are not given: each is a parameter here, with the companion's default, and the
-book's reconstruction page for chapter 06 lists them with their tags.
+(-0.05 in the pulse, then 0.25 and -0.15) are blank in the paper body and come from a third-party
+summary of the paper, not from the paper. The pulse length, which tidal value comes first, the
+learning rate, its schedule and the weight decay are not given: each is a parameter here, with
+the companion's default; the paper profile's 1000-iteration pulse with 0.25 first is our
+assumption. The book's reconstruction page for chapter 06 lists every value with its tag.
 
 The arms (:meth:`PulseTidalSetup.arms`): ``baseline`` (p = 0 with heavy-ball momentum, which is
 torch's SGD) and ``pulse_tidal``, over ``seeds``; and, over ``control_seeds``:
@@ -50,7 +51,10 @@ class PulseTidalSetup:
         width, stem: ResNet-18's width (64 is the paper's network) and stem.
         epochs, batch_size, lr, weight_decay, milestones, gamma: training; the lr is multiplied
             by ``gamma`` at each milestone, given as a fraction of the epochs.
-        pulse_p, pulse_steps, high, low, every: the pulse-tidal schedule (iterations).
+        pulse_p, pulse_steps, high, low, every: the pulse-tidal schedule (iterations). The p
+            values -0.05, 0.25, -0.15 come from a third-party summary (blank in the paper);
+            ``every`` = 200 is stated; the pulse length (1000 in the paper profile, 40 here)
+            and ``high`` coming first are assumed.
         seeds, control_seeds: the seeds of the two main arms and of the controls.
         controls: which of :data:`~nsf.pulsetidal.setup.CONTROLS` to run.
         pulse_lengths: the ``pulse_<N>`` arms.
@@ -63,7 +67,7 @@ class PulseTidalSetup:
 
     dataset: Literal["synthetic_bands", "digits", "tinyimagenet"] = "synthetic_bands"
     data_options: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {"size": 64, "channels": 3, "num_classes": 10, "n": 2000,
+        default_factory=lambda: {"size": 64, "channels": 3, "num_classes": 10, "n": 1500,
                                  "n_test": 500, "band": [1.0, 4.0], "signal": 0.25}
     )  # fmt: skip
     width: Count = 16

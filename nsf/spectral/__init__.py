@@ -15,7 +15,7 @@ these rates and draws claims from it. The package follows the data flow of the c
                   early-time predictions (Eqs. 10, 13), the :math:`I_0` period average,
                   the single-band limit
 ``paper``         the paper's printed table and how ours compares with it
-``checks``        the claims K1-K7 as :class:`nsf.verdicts.Check` records
+``checks``        the claims K1-K7 (K4 as K4a-K4c), :class:`nsf.verdicts.Check` records
 ``sweep``         the sweep of the stripped parameters (:class:`SweepSetup`)
 ``summary``       the chapter's conclusions in words
 ================  ==============================================================================
@@ -23,8 +23,8 @@ these rates and draws claims from it. The package follows the data flow of the c
 ``from nsf import spectral`` gives every public name below.
 """
 
-from nsf.spectral.checks import CLAIMS, claim_checks, claims_count, claims_note
-from nsf.spectral.fit import DecayFit, decay_table, envelope_rebounds, fit_decay
+from nsf.spectral.checks import CLAIMS, claim_checks, claims_count, claims_note, theory_checks
+from nsf.spectral.fit import DecayFit, decay_table, envelope_rebounds, fit_decay, rebound_table
 from nsf.spectral.paper import (
     distance_note,
     paper_comparison,
@@ -92,6 +92,7 @@ __all__ = [
     "paper_kappa_table",
     "paper_p0_value",
     "period_average_quadrature",
+    "rebound_table",
     "reproduction_note",
     "row_summary",
     "schedule_roles",
@@ -105,6 +106,7 @@ __all__ = [
     "table_distance",
     "table_schedules",
     "target",
+    "theory_checks",
     "tidal_gains",
     "tidal_period_average",
 ]

@@ -20,7 +20,7 @@ from nsf.spectral.simulate import SpectralRun, simulate
 if TYPE_CHECKING:  # pandas is in the book extra; it is imported where a DataFrame is returned
     import pandas as pd
 
-__all__ = ["FLOOR", "DecayFit", "decay_table", "envelope_rebounds", "fit_decay"]
+__all__ = ["FLOOR", "DecayFit", "decay_table", "envelope_rebounds", "fit_decay", "rebound_table"]
 
 #: |a_k| is floored here before the log.
 FLOOR = 1e-300
@@ -137,3 +137,11 @@ def envelope_rebounds(run: SpectralRun, window: Sequence[float] | None = None) -
     strongly negative p (Sec. 4.1.2)."""
     inside = run.setup.window_mask(run.t, window)
     return (np.diff(run.envelope[:, inside], axis=1) > 0).any(axis=1)
+
+
+def rebound_table(run: SpectralRun, window: Sequence[float] | None = None) -> pd.DataFrame:
+    """:func:`envelope_rebounds` as a DataFrame like the kappa table (index = schedule names,
+    columns = keys): the ``rebounds`` that :func:`nsf.spectral.claim_checks` reads for K4c."""
+    import pandas as pd
+
+    return pd.DataFrame(envelope_rebounds(run, window), index=list(run.names), columns=run.keys)

@@ -37,8 +37,9 @@ def paper_kappa_table() -> pd.DataFrame:
     """The paper's kappa table (Sec. 4.1.2) from ``data/paper_kappa_table.csv``, as printed.
 
     One row per printed row, in print order; the key columns are ``k1 ... k32``. The row labels
-    and their p values were stripped from the paper and are inferred (SPEC section 5.4): see the
-    columns ``row_label_inferred``, ``label_confidence``, ``inferred_p*``. No R^2 is printed.
+    and their p values were stripped from the paper and are inferred (book page "How the paper
+    was reconstructed: chapter 03", the row labels): see the columns ``row_label_inferred``,
+    ``label_confidence``, ``inferred_p*``. No R^2 is printed.
     """
     return _paper_table().copy()
 
@@ -65,7 +66,8 @@ def _paper_kappa_array(keys: tuple[int, ...]) -> np.ndarray:
 def paper_comparison(kappa: pd.DataFrame) -> pd.DataFrame:
     """Ours minus the paper, cell by cell, rows matched by position (the paper's row order).
 
-    Row labels of the paper are inferred (SPEC section 5.4), so the match is by order: our table
+    Row labels of the paper are inferred (book page "How the paper was reconstructed: chapter
+    03"), so the match is by order: our table
     must have the paper's 8 rows (5 constants ascending, tidal widest / upper / lower) and its keys.
     """
     return kappa - paper_aligned(kappa.to_numpy(), tuple(int(k) for k in kappa.columns))
@@ -111,8 +113,11 @@ def row_summary(kappa: pd.DataFrame) -> pd.DataFrame:
 def tidal_gains(kappa: pd.DataFrame, schedules: Mapping[str, Callable]) -> pd.DataFrame:
     """kappa(tidal) / kappa(constant of the same mean), per tidal row with such a constant, per key.
 
-    The ratio the Jensen / I0 argument of SPEC sections 4.7 and 5.4 item 6 speaks about. Rows are
-    named "tidal ... / p = ...". ``kappa`` may be the paper's table with our index.
+    The ratio the Jensen / I0 argument of Sec. 4.1.2's observation 3 speaks about (book page
+    "How the paper was reconstructed: chapter 03", the I0 identity). Rows are named
+    "tidal ... / p = ...". ``kappa`` may be the paper's table with our index: its gains are then
+    *derived* from the paper's printed values under our inferred row labels, not printed by the
+    paper.
     """
     import pandas as pd
 
@@ -169,8 +174,8 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 def reproduction_note(kappa: pd.DataFrame, schedules: Mapping[str, Callable]) -> str:
     """Where the paper does not reproduce, in words: (i) the most negative constant row, the
     paper's against ours (its last two keys, its mean, its direction in k); (ii) the range over
-    the keys of each tidal gain (:func:`tidal_gains`) in ours and in the paper, and whether the
-    two ranges overlap."""
+    the keys of each tidal gain (:func:`tidal_gains`) in ours and derived from the paper's table
+    under our row labels, and whether the two ranges overlap."""
     paper = kappa - paper_comparison(kappa)
     rows = row_summary(kappa)
     gains_ours, gains_paper = tidal_gains(kappa, schedules), tidal_gains(paper, schedules)
@@ -195,7 +200,8 @@ def reproduction_note(kappa: pd.DataFrame, schedules: Mapping[str, Callable]) ->
         )
     gains = "; ".join(
         f"{n}: ours {gains_ours.loc[n].min():.2f}–{gains_ours.loc[n].max():.2f}, "
-        f"paper {gains_paper.loc[n].min():.2f}–{gains_paper.loc[n].max():.2f}"
+        f"derived from the paper's table {gains_paper.loc[n].min():.2f}–"
+        f"{gains_paper.loc[n].max():.2f}"
         + (
             " (ranges overlap)"
             if _overlap(gains_ours.loc[n].to_numpy(), gains_paper.loc[n].to_numpy())
@@ -204,7 +210,8 @@ def reproduction_note(kappa: pd.DataFrame, schedules: Mapping[str, Callable]) ->
         for n in gains_ours.index
     )
     parts.append(
-        "(ii) The size of the tidal gains, κ(tidal) / κ(same-mean constant), over the keys: "
-        f"{gains}."
+        "(ii) The size of the tidal gains, κ(tidal) / κ(same-mean constant), over the keys (the "
+        "paper prints no gain: we derive its gains from its table under our row labels, which "
+        f"decide which rows are paired): {gains}."
     )
     return "**Where the paper does not reproduce.** " + "".join(parts)

@@ -43,7 +43,8 @@ def overlap_integrals(
 ) -> np.ndarray:
     r""":math:`O_{ijk}=\int_0^1\phi_i\phi_j\phi_k^2dx` for i, j, k in ``indices``, shape [n, n, n].
 
-    Paper Eq. 12 (SPEC section 4.5). ``method="closed"``:
+    Paper Eq. 12 (reconstructed; book page "How the paper was reconstructed: chapter 03").
+    ``method="closed"``:
     :math:`O_{ijk}=\delta_{ij}+\tfrac12\delta_{i+j,2k}-\tfrac12\delta_{|i-j|,2k}` (so
     :math:`O_{iik}=1+\tfrac12\delta_{ik}`), from the product-to-sum identities.
     ``method="quadrature"``: Gauss-Legendre with ``n_quad`` nodes on [0, 1] (exact to rounding for
@@ -82,9 +83,11 @@ def diagonal_prediction(
     r"""The decay constants that the near-diagonal approximation (Eq. 10) predicts for ``run``.
 
     :math:`a_k(t)\approx a_k(0)\exp(-c\eta\int_0^tM_{kk}(s)\,ds)` with the exact
-    :math:`M_{kk}(s)` of the simulated G (SPEC section 4.8 check 3b), fitted by
-    :func:`fit_decay` like the simulation. Where it disagrees with the full simulation, the
-    off-diagonal coupling :math:`M_{kj}` drives the decay (SPEC I-11).
+    :math:`M_{kk}(s)` of the simulated G, fitted by :func:`fit_decay` like the simulation.
+    Where it disagrees with the full simulation, the off-diagonal coupling :math:`M_{kj}` drives
+    the decay: the near-diagonal picture of Eq. 10 assumes a nearly uniform G, which the
+    broadband experiment of Sec. 4.1.2 does not have (book page "How the paper was
+    reconstructed: chapter 03").
     """
     s = run.setup
     log0 = np.log(np.maximum(np.abs(run.a[:, :1, :]), FLOOR))
@@ -94,7 +97,8 @@ def diagonal_prediction(
 def early_time_delta(setup: SpectralSetup | None = None, **overrides: Any) -> np.ndarray:
     r""":math:`\Delta_k=\int e_0^2\phi_k^2-\int e_0^2` per key, from the overlaps of Eq. 12.
 
-    SPEC section 4.5: with :math:`a_k=-A_k/\sqrt2` (orthonormal coefficients of e0 = -y),
+    Our reading of Eqs. 11-13 (book page "How the paper was reconstructed: chapter 03"): with
+    :math:`a_k=-A_k/\sqrt2` (orthonormal coefficients of e0 = -y),
     :math:`\Delta_k=\sum_{ij}a_ia_jO_{ijk}-\sum_ja_j^2`; for the power-of-two keys this is
     :math:`\tfrac12a_k^2-a_{2k}a_{4k}`. Its sign and size set Eq. 13's frequency preference.
     """
@@ -106,7 +110,10 @@ def early_time_delta(setup: SpectralSetup | None = None, **overrides: Any) -> np
 def early_time_prediction(
     p: float, setup: SpectralSetup | None = None, t_bar: float | None = None, **overrides: Any
 ) -> np.ndarray:
-    r"""Eq. 13's early-time decay constants for a constant p, one per key (SPEC section 4.5).
+    r"""Eq. 13's early-time decay constants for a constant p, one per key (form reconstructed).
+
+    The form is our reading of the stripped Eqs. 11-13 (book page "How the paper was
+    reconstructed: chapter 03").
 
     .. math::
 
@@ -132,7 +139,7 @@ def tidal_period_average(z: float | np.ndarray, p_mid: float, p_amp: float) -> n
     r"""The period average of :math:`z^{-p(t)}` under a cosine schedule, in closed form.
 
     For :math:`p(t)=p_{\rm mid}+p_{\rm amp}\cos(2\pi t/T+\varphi)` and a fixed z > 0
-    (SPEC section 4.7, derived),
+    (derived; book page "How the paper was reconstructed: chapter 03", the I0 identity),
 
     .. math::
 
@@ -140,7 +147,7 @@ def tidal_period_average(z: float | np.ndarray, p_mid: float, p_amp: float) -> n
         \ \ge\ z^{-p_{\rm mid}},
 
     with :math:`I_0` the modified Bessel function of order 0; the inequality (Jensen) is strict
-    for any z != 1, not only in the early regime z < 1 the paper names (SPEC I-10).
+    for any z != 1, not only in the early regime z < 1 the paper names.
     """
     from scipy.special import i0
 
@@ -157,7 +164,7 @@ def period_average_quadrature(schedule: Callable, z: float, period: float) -> fl
 
 
 def implied_log_z(gain: float | np.ndarray, p_amp: float) -> np.ndarray:
-    r"""``|ln z|`` at which :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1); SPEC 5.4 item 6.
+    r"""``|ln z|`` at which :math:`I_0(p_{\rm amp}\ln z)` equals ``gain`` (>= 1): the implied z.
 
     If a tidal row's gain over its same-mean constant were the pure period-average factor, this is
     how far from 1 the typical z = G + eps would have to be.
@@ -182,7 +189,7 @@ def single_band_kappa(
 ) -> np.ndarray:
     r"""kappa_m of a single-band initial error :math:`e_0=A\phi_m`, for each m in ``modes``.
 
-    Paper Sec. 4.1.1 ("in the single-band limit kappa is k-invariant"; SPEC section 4.8 check 2).
+    Paper Sec. 4.1.1 ("in the single-band limit kappa is k-invariant").
     In the continuum the dynamics is pointwise and odd in e0, so every half-period of
     :math:`\sin(m\pi x)` contributes the same integral and kappa_m does not depend on m. All modes
     are simulated as one batch (one row per m) and each row is fitted on its own mode.

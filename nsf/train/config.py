@@ -46,10 +46,11 @@ def _spec(value: Any) -> dict[str, Any]:
 class TrainConfig:
     """Everything that determines a training run; its :meth:`run_key` names the run directory.
 
-    The defaults are the registry values of SPEC Appendix C for paper Sec. 3.3 and Sec. 5.1
-    where they apply ([assumed] unless the SPEC says otherwise): NSF with heavy-ball momentum
-    beta1 = 0.9, beta2 = 0.999, eps = 1e-8 outside the power, bias correction of v only, coupled
-    weight decay 5e-4 on every parameter, lr 0.1.
+    The defaults are the companion's values for paper Sec. 3.3 and Sec. 5.1, which leave them
+    blank (assumed, except beta1 = 0.9, stated in Sec. 5.1; the book's reconstruction pages give
+    each value's tag): NSF with heavy-ball momentum beta1 = 0.9, beta2 = 0.999, eps = 1e-8
+    outside the power, bias correction of v only, coupled weight decay 5e-4 on every parameter,
+    lr 0.1.
 
     Data: ``dataset`` and ``data_options`` go to :func:`nsf.train.datasets.load_dataset`;
     ``val_split`` is the split evaluated every epoch (``"test"``; TinyImageNet's is ``"val"``);
@@ -63,7 +64,7 @@ class TrainConfig:
     ``"imagenet"``) and ``model_options`` (ResNet-18's ``width``, 64 unless reduced; SmallCNN's
     ``width``, ``norm``).
     Training: ``epochs``, ``batch_size`` (the global batch, split over processes),
-    ``eval_batch_size``, ``drop_last`` (False: ceil(N/B) iterations per epoch, SPEC 8.1);
+    ``eval_batch_size``, ``drop_last`` (False: ceil(N/B) iterations per epoch);
     ``lr`` and ``lr_schedule``, a spec of :mod:`nsf.schedules` that multiplies ``lr`` (the lr of
     step t is ``lr * schedule(t)``, as ``LambdaLR``), its steps counted in ``lr_unit``
     (``"epoch"``: the lr changes between epochs; ``"iteration"``); ``p_schedule``, a spec of a p
@@ -84,7 +85,10 @@ class TrainConfig:
     and ``None`` became there), and records the augmentation the loader applied in the run's
     ``finished.json`` and in ``RunResult.config``.
 
-    Example, the Sec. 5.1 run::
+    Example, the Sec. 5.1 run as the companion reads it. Its p values (-0.05, 0.25, -0.15) come
+    from a third-party summary of the paper, not the paper (its body leaves them blank); only the
+    switch every 200 iterations is stated; the 1000-iteration pulse and 0.25 coming first are
+    our assumptions, and so is the cosine lr schedule of this example::
 
         TrainConfig(dataset="tinyimagenet", model="resnet18", val_split="val", epochs=200,
                     lr_schedule={"kind": "cosine", "steps": 200},

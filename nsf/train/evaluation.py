@@ -1,6 +1,6 @@
 """Evaluation of a classifier over a loader: loss, top-1, top-k and calibration (ECE).
 
-The per-epoch validation metrics of the image runs (paper Sec. 3.3 and 5.1; SPEC section 8.3).
+The per-epoch validation metrics of the image runs (paper Sec. 3.3 and 5.1; book chapter 06).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def evaluate(
     """Loss, top-1, top-min(5, C) and 15-bin ECE of ``model`` (in eval mode) over ``loader``.
 
     ``ECE = sum_b |sum_{i in b} correct_i - sum_{i in b} confidence_i| / N``, with the bins
-    (k/15, (k+1)/15] of the top-1 softmax probability (SPEC section 8.3). Under DDP every process
-    evaluates its shard and the sums are all-reduced.
+    (k/15, (k+1)/15] of the top-1 softmax probability (a companion diagnostic of chapter 06).
+    Under DDP every process evaluates its shard and the sums are all-reduced.
     """
     dist = dist or Dist()
     was_training = model.training

@@ -77,7 +77,7 @@ class DeviceLoader:
     global batch, not on the rank, so one process with ``batch_size=2B`` sees exactly the
     concatenation of what two ranks with ``B`` see.
 
-    ``drop_last=None`` keeps the last partial batch (SPEC Sec. 8.1 counts ceil(N/B) iterations)
+    ``drop_last=None`` keeps the last partial batch (ceil(N/B) iterations per epoch)
     unless it would leave a rank fewer than 2 samples (BatchNorm cannot train on one); that rule
     depends on ``world_size``, so pass ``drop_last`` explicitly where the 1-process/2-process
     equivalence must hold for every N. ``train=False`` uses the dataset order, no augmentation,

@@ -1,5 +1,5 @@
-"""The training loop of the image chapters: the p ablation (paper Sec. 3.3, SPEC section 3) and
-the pulse-tidal ResNet-18 (paper Sec. 5.1, SPEC section 8). One function, :func:`train`, runs a
+"""The training loop of the image chapters: the p ablation (paper Sec. 3.3, book chapter 02) and
+the pulse-tidal ResNet-18 (paper Sec. 5.1, book chapter 06). One function, :func:`train`, runs a
 :class:`~nsf.train.config.TrainConfig` from one CPU core to a cluster of GPUs::
 
     from nsf.train import TrainConfig, train
@@ -9,7 +9,7 @@ the pulse-tidal ResNet-18 (paper Sec. 5.1, SPEC section 8). One function, :func:
     result = train(config, "runs")          # or: torchrun --nproc_per_node=8 -m nsf train ...
     result.frame                            # one row of metrics per epoch
 
-What one iteration does (SPEC sections 1.10, 3.2, 8.1)::
+What one iteration does::
 
     loss = cross_entropy(model(x), y)               # bf16 autocast on CUDA
     loss.backward()                                 # DDP all-reduces the gradients

@@ -1,12 +1,12 @@
 """The networks of the training chapters: ResNet-18 (paper Sec. 3.3 and Sec. 5.1) and a small CNN.
 
 * :func:`resnet18` is torchvision's ResNet-18, trained from scratch (``weights=None``), with a
-  choice of stem (SPEC sections 3.2 and 8.1). The ``"cifar"`` stem (3x3 stride-1 conv1, no
-  max-pool) keeps the spatial resolution of small inputs (<= 64 px: CIFAR, TinyImageNet,
-  FER2013); the ``"imagenet"`` stem (7x7 stride-2 conv1 and a 3x3 stride-2 max-pool) is
-  torchvision's own, for the larger images of RAF-DB and Chaoyang.
+  choice of stem (the paper does not name one; chapters 02 and 06). The ``"cifar"`` stem (3x3
+  stride-1 conv1, no max-pool) keeps the spatial resolution of small inputs (<= 64 px: CIFAR,
+  TinyImageNet, FER2013); the ``"imagenet"`` stem (7x7 stride-2 conv1 and a 3x3 stride-2
+  max-pool) is torchvision's own, for the larger images of RAF-DB and Chaoyang.
 * :class:`SmallCNN` is the companion's CPU model for the embedded 8x8 digits and the small
-  synthetic images (SPEC section 3.4, "CPU/CI proxy"). Its normalisation layer is a choice:
+  synthetic images (the CPU stand-in of chapter 02). Its normalisation layer is a choice:
   ``"batch"`` (the default), ``"group"`` or ``"none"``. The last two make the loss of a batch
   the sum of per-sample losses, so data-parallel training is exactly single-process training on
   the same global batch (BatchNorm statistics are per process under DDP).
@@ -33,7 +33,7 @@ NORMS = ("batch", "group", "none")
 def resnet18(
     num_classes: int, stem: str = "cifar", in_channels: int = 3, width: int = 64
 ) -> nn.Module:
-    """torchvision's ResNet-18 with random weights and a CIFAR or ImageNet stem (SPEC 3.2, 8.1).
+    """torchvision's ResNet-18 with random weights and a CIFAR or ImageNet stem.
 
     Args:
         num_classes: size of the final linear layer.
@@ -110,7 +110,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class SmallCNN(nn.Module):
-    """A three-block CNN for 8x8 to 32x32 inputs (the CPU proxy of SPEC section 3.4).
+    """A three-block CNN for 8x8 to 32x32 inputs (the CPU stand-in of chapter 02).
 
     conv3x3(w) - norm - ReLU - conv3x3(2w) - norm - ReLU - maxpool2 - conv3x3(4w) - norm - ReLU -
     global average pool - linear. With ``width=32`` it has about 0.1 M parameters and trains on

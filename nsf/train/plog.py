@@ -1,4 +1,4 @@
-"""The p log of a run: the p of every iteration, run-length encoded (SPEC section 1.10).
+"""The p log of a run: the p of every iteration, run-length encoded.
 
 A schedule that holds p for hundreds of iterations (the pulse-tidal square wave of paper
 Sec. 5.1) is a handful of ``[p, count]`` pairs, which is what ``p_log.json`` stores.

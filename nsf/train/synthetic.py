@@ -1,4 +1,4 @@
-r"""The two embedded datasets: no data root and no download (SPEC Sec. 3.3 "CPU/CI proxy", App. B).
+r"""The two embedded datasets: no data root and no download (the CPU stand-ins).
 
 * :func:`digits`: scikit-learn's bundled 8x8 handwritten digits (real data, 1,797 images).
 * :func:`make_synthetic_bands`: images whose class signal lies in a chosen spatial-frequency band,
@@ -32,12 +32,12 @@ def flip_labels(labels: Tensor, rate: float, num_classes: int, gen: torch.Genera
 def digits(
     split: str, seed: int = 0, test_fraction: float = 0.25, label_noise: float = 0.0
 ) -> ImageDataset:
-    """scikit-learn's bundled digits: 1,797 8x8 gray images, 10 classes (SPEC Sec. 3.3 proxy).
+    """scikit-learn's bundled digits: 1,797 8x8 gray images, 10 classes (a Sec. 3.3 stand-in).
 
     Pixel values 0-16 become 0-255. The split is stratified and deterministic in ``seed``
     (75/25 by default: 1,347 train / 450 test). ``label_noise`` moves that fraction of the
-    *train* labels to another class (SPEC Sec. 3.3: "optionally 20-40 % symmetric label noise as
-    a FER-like proxy"); test labels stay clean.
+    *train* labels to another class (symmetric label noise, a companion stand-in for FER2013's
+    noisy labels); test labels stay clean.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -79,7 +79,7 @@ def make_synthetic_bands(
 ) -> ImageDataset:
     r"""Images whose class signal lives in one spatial-frequency band, with optional label noise.
 
-    Why: the paper's p ablation (Sec. 3.3, SPEC Sec. 3.4) reads its six datasets through the
+    Why: the paper's p ablation (Sec. 3.3) reads its six datasets through the
     spectral lens of Sec. 3.2: :math:`G_p(\omega)\propto V(\omega)^{-p}`, so p > 0 damps the
     high-variance, high-frequency gradient components and p < 0 amplifies them. It concludes that
     *noisy labels favour p > 0* (FER2013) while *clean, detail-rich data tolerates p <= 0*

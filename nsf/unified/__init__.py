@@ -29,7 +29,7 @@ _MODULES = {
     ],
     "checks": [
         "EQUIVALENCE_TOL", "diagonal_checks", "diagonal_note", "equivalence_checks",
-        "equivalence_note", "holds_count", "timing_note",
+        "equivalence_note", "holds_count", "timing_check", "timing_note",
     ],
 }  # fmt: skip
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}

@@ -1,6 +1,8 @@
 """What the exponent costs per step: ``optimizer.step()`` timed on ResNet-18's parameters.
 
-Paper Sec. 3.1 promises "negligible cost"; book chapter 01, "What the exponent costs per step".
+The paper's abstract promises reweighting "at negligible cost" (Sec. 3.1 makes no claim about
+cost, and the paper reports no measurement); book chapter 01, "What the exponent costs per step",
+and the book page "How the paper was reconstructed: chapter 01".
 """
 
 from __future__ import annotations
