@@ -27,8 +27,9 @@ The source is compiled on first use with the system C compiler (``$CC``, else ``
 ``-fopenmp``, else single-threaded), and the library is cached on disk, keyed by a hash of the
 source, the flags, the compiler's version and the CPU's model and flags: a later process loads it
 in milliseconds. The cache lives in ``$NSF_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/nsf``, else
-``~/.cache/nsf``. The OpenMP runtime is the one torch already loaded (``libgomp.so.1`` is
-resolved to torch's copy), and the thread count is ``torch.get_num_threads()``.
+``~/.cache/nsf`` (a per-user folder under the temporary directory where that cannot be made).
+The OpenMP runtime is the one torch already loaded (``libgomp.so.1`` is resolved to torch's
+copy), and the thread count is ``torch.get_num_threads()``.
 
 Without a working compiler :func:`library` raises :class:`KernelUnavailableError`, and
 ``nsf._fused.fused_nsf`` falls back to the torch.compile kernel (tested).
@@ -453,11 +454,18 @@ def _cpu_id() -> str:
 
 
 def cache_dir() -> Path:
-    """Where built kernels are kept (see the module docstring)."""
+    """Where built kernels are kept (see the module docstring); a per-user folder under the
+    temporary directory where that one cannot be created."""
     if os.environ.get("NSF_KERNEL_CACHE"):
-        return Path(os.environ["NSF_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nsf"
+        path = Path(os.environ["NSF_KERNEL_CACHE"])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nsf"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        uid = os.getuid() if hasattr(os, "getuid") else "user"
+        path = Path(tempfile.gettempdir()) / f"nsf_kernels_{uid}"
+    return path
 
 
 def _version(compiler: str) -> str:
@@ -472,13 +480,14 @@ def _build() -> ctypes.CDLL:
     start = time.perf_counter()
     errors = []
     cpu = _cpu_id()
+    folder = cache_dir()
     for compiler in _compilers():
         version = _version(compiler)
         for isa in _ISA_FLAGS:
             for omp in _OMP_FLAGS:
                 flags = [*_BASE_FLAGS, *isa, *omp]
                 key = hashlib.sha256(repr((SOURCE, compiler, version, flags, cpu)).encode())
-                path = cache_dir() / f"nsf_kernel_{key.hexdigest()[:20]}.so"
+                path = folder / f"nsf_kernel_{key.hexdigest()[:20]}.so"
                 cached = path.exists()
                 if not cached:
                     err = _compile(compiler, flags, path)
