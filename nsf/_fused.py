@@ -1,25 +1,49 @@
-"""The fused path of :class:`nsf.NSF` (``fused=True``): each tensor's whole update as one pass of a
-``torch.compile``-generated kernel (inductor: C++/OpenMP on the CPU, Triton on CUDA).
+"""The fused path of :class:`nsf.NSF` (``fused=True``): the whole update as one pass over each
+tensor's memory, with two kernels behind it.
+
+* On the CPU, float32 and float64 tensors go through :mod:`nsf._cpu_kernel`: one call of a C
+  function per parameter group and step, all tensors in one OpenMP region (see there).
+* Everything else (CUDA, other dtypes, or ``fused_backend="compile"``) goes through a
+  ``torch.compile``-generated kernel, :func:`_nsf_chunk_kernel`: inductor's Triton on CUDA and
+  C++/OpenMP on the CPU, where the tests run it (the same Python code; on CUDA it is correct by
+  construction, not measured here).
 
 Every number that may change between steps (p, lr, the betas, eps, the weight decay and the
-bias-correction divisors) enters the kernel as a 0-d CPU tensor, so a p schedule never recompiles
-and never waits for the device; see :func:`fused_nsf`. Imported by :func:`nsf.optim.nsf_update`
-only when ``fused=True``: ``import nsf`` does not load inductor.
+bias-correction divisors) is an argument of the kernel, a float for the C kernel and a 0-d CPU
+tensor for the compiled one, so a p schedule never recompiles and never waits for the device;
+see :func:`fused_nsf`. The rule is paper Sec. 3.1, Eq. 3 (the book's reconstruction page of
+chapter 01, "Eq. (3): the unified update").
+Imported by :func:`nsf.optim.nsf_update` only when ``fused=True``: ``import nsf`` does not load
+inductor or build the C kernel.
+
+Private torch API, each behind a tested fallback: ``torch.fx.experimental._config``'s
+``use_duck_shape`` (without it dynamo may compile once more for a new pattern of equal tensor
+lengths, see :func:`_no_duck_shapes`) and the inductor options of :func:`_compiled_kernel`
+(without them the kernel compiles with inductor's defaults).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.fx.experimental._config
 from torch import Tensor
-from torch.optim import Optimizer
 
-from nsf.optim import _bias_corrections, _multi_tensor_nsf, _p0_denominator
+from nsf import _cpu_kernel
+from nsf import optim as _optim
+from nsf.optim import (
+    _bias_corrections,
+    _group_by_device_and_dtype,
+    _increment_steps,
+    _multi_tensor_nsf,
+    _p0_denominator,
+    _single_tensor_nsf,
+)
 
 __all__ = ["fused_nsf"]
 
@@ -163,6 +187,8 @@ def _compiled_kernel(device: torch.device, dtype: torch.dtype, amsgrad: bool, rm
         options = {"cpp.enable_floating_point_contract_flag": "fast"}
         if parallel:
             options["cpp.dynamic_threads"] = True
+        known = _inductor_options()
+        options = {k: v for k, v in options.items() if k in known}
         kernel = torch.compile(fn, dynamic=True, options=options)
         _FUSED_KERNELS[key] = kernel
     return kernel
@@ -181,11 +207,37 @@ def _padding(device: torch.device, dtype: torch.dtype, amsgrad: bool) -> list[tu
     return _FUSED_PADDING[key]
 
 
-def _fused_scalars(
+def _inductor_options() -> set[str]:
+    """The inductor options :func:`_compiled_kernel` may set that this torch knows (they live in
+    the private ``torch._inductor.config``; an unknown option would fail the compilation)."""
+    try:
+        from torch._inductor import config
+    except ImportError:
+        return set()
+    names = ("enable_floating_point_contract_flag", "dynamic_threads")
+    return {f"cpp.{n}" for n in names if hasattr(getattr(config, "cpp", None), n)}
+
+
+def _no_duck_shapes() -> contextlib.AbstractContextManager:
+    """Dynamo's shape environment without duck sizing: tensors of equal length then get
+    separate symbols, and no guard on that equality (which would recompile whenever a chunk's
+    pattern of equal lengths changed). Private (``torch.fx.experimental._config``); where it is
+    missing, a null context (correct, possibly a few more compilations)."""
+    try:
+        from torch.fx.experimental import _config
+    except ImportError:
+        return contextlib.nullcontext()
+    if not hasattr(_config, "use_duck_shape"):
+        return contextlib.nullcontext()
+    return _config.patch(use_duck_shape=False)
+
+
+def _fused_scalar_values(
     step: float, *, lr, p, beta1, beta2, eps, weight_decay, momentum, bias_correction, eps_mode,
     decoupled_weight_decay, update_norm, maximize,
-) -> tuple[Tensor, ...]:  # fmt: skip
-    """The per-step numbers of :func:`_nsf_tensor_kernel`, folded on the host in float64.
+) -> list[float]:  # fmt: skip
+    """The per-step numbers of both kernels, folded on the host in float64: (sign, lambda_l2,
+    1-beta1, beta2, 1-beta2, p, eps_in, eps_out, decay, c), then (r, -lr) with rms_matched.
 
     As in the foreach path, the bias correction of v costs a scalar: with v^ = v/bc2,
     v^^p + eps = bc2^(-p) (v^p + eps bc2^p) and (v^ + eps)^p = bc2^(-p) (v + eps bc2)^p, so
@@ -208,8 +260,14 @@ def _fused_scalars(
         values.append(-lr * s / bc1)
     else:
         values += [s / bc1, 1.0 / _p0_denominator(eps, eps_mode) / bc1, -lr]
+    return values
+
+
+def _fused_scalars(step: float, **hyper) -> tuple[Tensor, ...]:
+    """:func:`_fused_scalar_values` as 0-d float64 CPU tensors, the compiled kernel's arguments
+    (inductor reads them as kernel arguments: a new value is neither a recompile nor a sync)."""
     # Separate tensors (not views of one): aliasing inputs would change dynamo's guards.
-    return tuple(torch.tensor(x, dtype=torch.float64) for x in values)
+    return tuple(torch.tensor(x, dtype=torch.float64) for x in _fused_scalar_values(step, **hyper))
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -218,42 +276,72 @@ def _flat(t: Tensor) -> Tensor:
     return t.view(-1).detach()
 
 
+_C_DTYPES = (torch.float32, torch.float64)
+_warned_fallback = False
+
+
+def _use_cpu_kernel(device: torch.device, dtype: torch.dtype, backend: str) -> bool:
+    """Whether this (device, dtype) group goes through the C kernel: "auto", a float32 or
+    float64 CPU group, and a kernel that builds here (else a warning, once, and the compiled
+    kernel)."""
+    global _warned_fallback
+    if backend != "auto" or device.type != "cpu" or dtype not in _C_DTYPES:
+        return False
+    try:
+        _cpu_kernel.library()
+    except _cpu_kernel.KernelUnavailableError as exc:
+        if not _warned_fallback:
+            warnings.warn(f"{exc}; fused=True uses torch.compile instead", stacklevel=4)
+            _warned_fallback = True
+        return False
+    return True
+
+
 def fused_nsf(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
     eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
-    update_norm, maximize,
+    update_norm, maximize, backend: str = "auto",
 ) -> None:  # fmt: skip
-    """The fused step: a compiled kernel that makes one pass over each tensor's memory.
+    """The fused step: one pass over each tensor's memory.
 
-    For each tensor the kernel (:func:`_nsf_tensor_kernel`) reads theta, g, m, v (and v_max)
-    once and writes theta, m, v once: 7 (9 with amsgrad) tensor-sized transfers where the
-    foreach path makes about 20. It is called on chunks of ``_FUSED_CHUNK`` tensors flattened to
-    1-D, and compiled once per (device type, dtype, amsgrad, update_norm, threading), whatever
-    the tensor sizes; eps_mode, momentum, bias correction, weight decay and ``maximize`` are
-    folded into its scalars. Those are computed on the host from the CPU step counters and
-    passed as 0-d float64 CPU tensors, which inductor reads as kernel arguments: changing p (or
-    lr, eps, ...) every step neither recompiles nor synchronises with the device. There is no
-    p = 0 or p = 1/2 shortcut here (a schedule passing through those values must not switch
-    kernels): v^p is always exp2(p log2 v), with v^0 = 1 made exact by a select.
+    Per (device, dtype) group and distinct step count, either one call of the C kernel
+    (:func:`nsf._cpu_kernel.step`, ``backend="auto"`` on float32/float64 CPU tensors) or calls of
+    the compiled :func:`_nsf_tensor_kernel` on chunks of ``_FUSED_CHUNK`` tensors flattened to
+    1-D, compiled once per (device type, dtype, amsgrad, update_norm, threading), whatever the
+    tensor sizes. Both read theta, g, m, v (and v_max) once and write theta, m, v once: 7 (9
+    with amsgrad) tensor-sized transfers where the foreach path makes about 20. eps_mode,
+    momentum, bias correction, weight decay and ``maximize`` are folded into the scalars of
+    :func:`_fused_scalar_values`, computed on the host from the CPU step counters: changing p
+    (or lr, eps, ...) every step neither recompiles nor synchronises with the device. There is
+    no p = 1/2 shortcut here (a schedule passing through it must not switch kernels): v^p is
+    always exp2(p log2 v), with v^0 = 1 exact.
 
-    Tensors that cannot be flattened in place alike (non-contiguous parameter, gradient or
-    state) and tensors of fewer than 2 elements take the foreach path instead.
+    Tensors that cannot be flattened in place alike (a non-contiguous parameter, gradient or
+    state, or one of another dtype or device than its parameter) take the foreach path, and so
+    do tensors of fewer than 2 elements on the compiled kernel (one graph serves all lengths
+    from 2 up).
     """
-    fusable, rest = [], []
-    for i, (param, grad) in enumerate(zip(params, grads)):
-        tensors = (param, grad, exp_avgs[i], exp_avg_sqs[i])
-        if amsgrad:
-            tensors += (max_exp_avg_sqs[i],)
-        ok = param.numel() >= 2 and all(t.is_contiguous() for t in tensors)
-        (fusable if ok else rest).append(i)
     hyper = dict(
         lr=lr, p=p, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         momentum=momentum, bias_correction=bias_correction, eps_mode=eps_mode,
         decoupled_weight_decay=decoupled_weight_decay, update_norm=update_norm, maximize=maximize,
     )  # fmt: skip
+    fusable, rest = [], []
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        tensors = (param, grad, exp_avgs[i], exp_avg_sqs[i])
+        if amsgrad:
+            tensors += (max_exp_avg_sqs[i],)
+        ok = param.numel() > 0 and all(
+            t.is_contiguous() and t.dtype == param.dtype and t.device == param.device
+            and t.numel() == param.numel()
+            for t in tensors
+        )  # fmt: skip
+        if ok and param.numel() < 2:  # the C kernel takes any length, the compiled one >= 2
+            ok = _use_cpu_kernel(param.device, param.dtype, backend)
+        (fusable if ok else rest).append(i)
     if rest:
         pick = lambda ts: [ts[i] for i in rest] if ts else []  # noqa: E731
-        _multi_tensor_nsf(
+        (_multi_tensor_nsf if _optim._HAS_FOREACH else _single_tensor_nsf)(
             pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs),
             pick(max_exp_avg_sqs), pick(state_steps), amsgrad=amsgrad, **hyper,
         )  # fmt: skip
@@ -264,19 +352,26 @@ def fused_nsf(
     tensors.append([state_steps[i] for i in fusable])
     if amsgrad:
         tensors.append([max_exp_avg_sqs[i] for i in fusable])
-    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
-    # Duck sizing would give tensors of equal length one symbol and guard on that equality,
-    # recompiling whenever a chunk's pattern of equal lengths changed.
-    with torch.fx.experimental._config.patch(use_duck_shape=False):
-        for (device, dtype), (group_tensors, _) in grouped.items():
-            dev_steps = group_tensors[4]
-            torch._foreach_add_(dev_steps, 1)
-            by_step: dict[float, list[int]] = {}  # one set of scalars per distinct step count
-            for j, step_t in enumerate(dev_steps):
-                by_step.setdefault(step_t.item(), []).append(j)  # CPU tensors: no device sync
-            kernel = _compiled_kernel(device, dtype, amsgrad, update_norm == "rms_matched")
-            padding = _padding(device, dtype, amsgrad)
-            arrays = [group_tensors[k] for k in ((0, 1, 2, 3, 5) if amsgrad else (0, 1, 2, 3))]
+    rms = update_norm == "rms_matched"
+    for (device, dtype), (group_tensors, _) in _group_by_device_and_dtype(tensors).items():
+        dev_steps = group_tensors[4]
+        _increment_steps(dev_steps)
+        by_step: dict[float, list[int]] = {}  # one set of scalars per distinct step count
+        for j, step_t in enumerate(dev_steps):
+            by_step.setdefault(step_t.item(), []).append(j)  # CPU tensors: no device sync
+        arrays = [group_tensors[k] for k in ((0, 1, 2, 3, 5) if amsgrad else (0, 1, 2, 3))]
+        if _use_cpu_kernel(device, dtype, backend):
+            for step, indices in by_step.items():
+                values = _fused_scalar_values(step, **hyper)
+                values += [0.0] * (12 - len(values))
+                chunk = arrays if len(indices) == len(dev_steps) else [
+                    [ts[j] for j in indices] for ts in arrays
+                ]  # fmt: skip
+                _cpu_kernel.step(dtype, chunk, values, amsgrad=amsgrad, rms=rms)
+            continue
+        kernel = _compiled_kernel(device, dtype, amsgrad, rms)
+        padding = _padding(device, dtype, amsgrad)
+        with _no_duck_shapes():
             for step, indices in by_step.items():
                 scalars = _fused_scalars(step, **hyper)
                 for start in range(0, len(indices), _FUSED_CHUNK):

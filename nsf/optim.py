@@ -13,11 +13,17 @@ r"""The unified p-exponent optimizer of paper Sec. 3.1, Eq. 3.
     \quad\text{(Eq. 3)}
 
 p = 1/2 is Adam, p = 0 is momentum SGD (up to the constant 1/(1+eps)), p < 0 amplifies
-coordinates with a large second moment (SPEC sections 1.4-1.7). The layout follows
-``torch.optim.Adam``: a small class that validates and gathers state, and a functional update
-:func:`nsf_update` with a single-tensor, a foreach (the default) and a fused implementation; the
-fused one (``fused=True``, one compiled kernel per tensor) lives in ``nsf._fused`` and is
-imported on first use. :mod:`nsf.reference` writes the same rule literally in float64.
+coordinates with a large second moment (paper Sec. 3.1, Eq. 3 and its special cases; the book's
+chapter 01 and its reconstruction page, "Eq. (3): the unified update" and "The special cases").
+The layout follows ``torch.optim.Adam``: a small class that validates and gathers state, and a
+functional update :func:`nsf_update` with a single-tensor, a foreach (the default) and a fused
+implementation; the fused one (``fused=True``: one pass over each tensor's memory) lives in
+``nsf._fused`` and is imported on first use. :mod:`nsf.reference` writes the same rule literally
+in float64.
+
+Private torch API is used only behind a guarded fallback, each tested: the ``torch._foreach_*``
+ops (without them the default path is the single-tensor loop) and
+``Optimizer._group_tensors_by_device_and_dtype`` (without it, the same grouping in Python).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["NSF", "EpsMode", "Momentum", "UpdateNorm", "UpdateTerms", "nsf_update"]
+__all__ = ["NSF", "EpsMode", "FusedBackend", "Momentum", "UpdateNorm", "UpdateTerms", "nsf_update"]
 
 #: The first moment, the EMA of Eqs. 1-3, or torch SGD's heavy-ball buffer.
 Momentum = Literal["ema", "heavy_ball"]
@@ -38,6 +44,15 @@ Momentum = Literal["ema", "heavy_ball"]
 EpsMode = Literal["outside", "inside"]
 #: Rescale each tensor's step to the p = 0 step's norm, or not.
 UpdateNorm = Literal[None, "rms_matched"]
+#: The kernel of the fused path, "auto" (the C kernel for float32/float64 on CPUs) or "compile".
+FusedBackend = Literal["auto", "compile"]
+
+#: The foreach ops the multi-tensor path needs (private torch API: without them, single-tensor).
+_FOREACH_OPS = ("add", "add_", "addcdiv_", "addcmul_", "div", "lerp_", "log2", "log2_",
+                "maximum_", "mul", "mul_", "neg", "norm", "sqrt", "sqrt_")  # fmt: skip
+_HAS_FOREACH = all(hasattr(torch, f"_foreach_{op}") for op in _FOREACH_OPS)
+#: torch's grouping by (device, dtype), a private static method; None: the Python fallback.
+_TORCH_GROUPING = getattr(Optimizer, "_group_tensors_by_device_and_dtype", None)
 
 
 class UpdateTerms(NamedTuple):
@@ -71,11 +86,14 @@ def _check_hyperparameters(
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
-def _check_choices(momentum: Any, eps_mode: Any, update_norm: Any) -> None:
+def _check_choices(
+    momentum: Any, eps_mode: Any, update_norm: Any, fused_backend: Any = "auto"
+) -> None:
     for name, value, mode in (
         ("momentum", momentum, Momentum),
         ("eps_mode", eps_mode, EpsMode),
         ("update_norm", update_norm, UpdateNorm),
+        ("fused_backend", fused_backend, FusedBackend),
     ):
         if value not in get_args(mode):
             raise ValueError(f"{name}={value!r} is not one of {get_args(mode)}")
@@ -84,7 +102,8 @@ def _check_choices(momentum: Any, eps_mode: Any, update_norm: Any) -> None:
 class NSF(Optimizer):
     r"""Natural Spectral Fusion: Adam/SGD with a free second-moment exponent p (Sec. 3.1, Eq. 3).
 
-    Per parameter tensor, at step t (SPEC section 1.7)::
+    Per parameter tensor, at step t (paper Sec. 3.1, Eq. 3; the book's reconstruction page of
+    chapter 01, "Eq. (3): the unified update")::
 
         g  <- grad + weight_decay * theta                    (coupled L2, unless decoupled)
         m  <- beta1*m + (1-beta1)*g      ("ema")   |  beta1*m + g   ("heavy_ball", torch SGD)
@@ -114,30 +133,36 @@ class NSF(Optimizer):
         decoupled_weight_decay: AdamW-style decay instead of coupled L2.
         update_norm: ``None`` or ``"rms_matched"``: rescale each tensor's update to the norm of
             the p = 0 update from the same state, so p changes the direction only (the
-            step-size control of SPEC sections 1.5 and 7.4).
+            step-size control of the book's reconstruction page of chapter 01, "The step-size
+            confound").
         maximize: ascend instead of descend.
         foreach: use the multi-tensor path; ``None`` picks it (on CPU and CUDA alike) unless
             ``fused=True``.
-        fused: run each tensor's whole update as one pass of a compiled kernel
-            (``torch.compile``, inductor); ``None`` means ``False``. The first step pays the
-            compilation (about 5-20 s on a small CPU), once per process for each (device, dtype,
-            amsgrad, update_norm, and on the CPU single- or multi-threaded); later steps reuse it
-            whatever the tensor sizes and whatever p, lr, betas, eps and weight_decay are, so a
-            p schedule never recompiles and never synchronises with the device. Needs a working
-            inductor backend (a C++ compiler on the CPU, Triton on CUDA). See
-            ``nsf._fused.fused_nsf``.
+        fused: run the whole update as one pass over each tensor's memory (theta, g, m, v read
+            once, theta, m, v written once); ``None`` means ``False``. Whatever p, lr, betas,
+            eps and weight_decay are, and however they change between steps, nothing is
+            recompiled and nothing waits for the device. Which kernel runs is ``fused_backend``'s
+            choice; both need a C compiler on the CPU. See ``nsf._fused.fused_nsf``.
+        fused_backend: ``"auto"``: float32 and float64 tensors on the CPU go through nsf's C
+            kernel (``nsf._cpu_kernel``: one call per step for all tensors; built in about a
+            second on first use and cached on disk across processes), every other tensor (CUDA,
+            other dtypes) through ``torch.compile`` (Triton on CUDA; the first step compiles,
+            once per process and (device, dtype, amsgrad, update_norm)). ``"compile"``:
+            ``torch.compile`` for every tensor, the code CUDA runs, which on CPUs is slower.
 
     Endpoints (exact on the foreach and single-tensor paths, tested): p = 1/2 is
     ``torch.optim.Adam`` (and ``AdamW``, ``amsgrad``); p = 0 with ``momentum="heavy_ball"`` and
     eps = 0 is ``torch.optim.SGD(momentum=beta1)``; p = 1/2 with beta1 = 0 and no bias
     correction is ``torch.optim.RMSprop``.
 
-    Note: at a fixed lr, changing p also changes the step size by v^^(-p) (SPEC section 1.5).
+    Note: at a fixed lr, changing p also changes the step size by v^^(-p) (the book's chapter 01,
+    "What p does to a coordinate, and to the step size", and its reconstruction page, "The
+    step-size confound").
 
-    The three implementations agree to rounding. The fused one has no p = 0 or p = 1/2 special
-    case and computes v^^p as exp2(p log2 v) in the parameter's precision (for float32 on the CPU
-    with inlined polynomials as accurate as the foreach path's log2/exp), so in float32 it
-    agrees to a few ulp per step, in float64 to about 1e-15.
+    The three implementations agree to rounding. The fused one has no p = 1/2 special case and
+    computes v^^p as exp2(p log2 v) in the parameter's precision (for float32 with its own
+    log2/exp2, as accurate as the foreach path's), so in float32 it agrees to a few ulp per
+    step, in float64 to about 1e-15.
     """
 
     def __init__(
@@ -158,11 +183,12 @@ class NSF(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        fused_backend: FusedBackend = "auto",
     ) -> None:
         if fused and foreach:
             raise ValueError("fused=True and foreach=True cannot be set together")
         _check_hyperparameters(lr, p, betas, eps, weight_decay)
-        _check_choices(momentum, eps_mode, update_norm)
+        _check_choices(momentum, eps_mode, update_norm, fused_backend)
         defaults = dict(
             lr=lr,
             p=float(p),
@@ -178,6 +204,7 @@ class NSF(Optimizer):
             maximize=bool(maximize),
             foreach=foreach,
             fused=fused,
+            fused_backend=fused_backend,
         )
         super().__init__(params, defaults)
 
@@ -186,7 +213,7 @@ class NSF(Optimizer):
         super().add_param_group(param_group)
         g = self.param_groups[-1]
         _check_hyperparameters(g["lr"], g["p"], g["betas"], g["eps"], g["weight_decay"])
-        _check_choices(g["momentum"], g["eps_mode"], g["update_norm"])
+        _check_choices(g["momentum"], g["eps_mode"], g["update_norm"], g["fused_backend"])
 
     def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], ...]:
         params, grads, ms, vs, vmaxes, steps = [], [], [], [], [], []
@@ -295,6 +322,7 @@ class NSF(Optimizer):
                 maximize=group["maximize"],
                 foreach=group["foreach"],
                 fused=group.get("fused"),  # absent from state_dicts saved before it existed
+                fused_backend=group.get("fused_backend", "auto"),  # likewise
             )
         return loss
 
@@ -322,20 +350,26 @@ def nsf_update(
     maximize: bool,
     foreach: bool | None = None,
     fused: bool | None = None,
+    fused_backend: FusedBackend = "auto",
 ) -> None:
     """Functional form of :class:`NSF`: updates ``params`` and the state tensors in place.
 
-    ``fused=True`` selects ``nsf._fused.fused_nsf`` (imported here, on first use), else
-    ``foreach`` (``None``: on) picks the multi-tensor or the single-tensor loop.
+    ``fused=True`` selects ``nsf._fused.fused_nsf`` (imported here, on first use) with
+    ``fused_backend``, else ``foreach`` (``None``: on) picks the multi-tensor or the
+    single-tensor loop; the single-tensor loop also serves ``foreach=True`` where this torch
+    lacks a ``torch._foreach_*`` op the multi-tensor path needs.
     """
     if fused and foreach:
         raise ValueError("fused=True and foreach=True cannot be set together")
+    extra = {}
     if fused:
         from nsf._fused import fused_nsf as impl
+
+        extra["backend"] = fused_backend
     else:
         if foreach is None:
             foreach = not torch.jit.is_scripting()
-        impl = _multi_tensor_nsf if foreach else _single_tensor_nsf
+        impl = _multi_tensor_nsf if foreach and _HAS_FOREACH else _single_tensor_nsf
     impl(
         params,
         grads,
@@ -356,6 +390,7 @@ def nsf_update(
         decoupled_weight_decay=decoupled_weight_decay,
         update_norm=update_norm,
         maximize=maximize,
+        **extra,
     )
 
 
@@ -437,7 +472,7 @@ def _tensor_step(
     :meth:`NSF.update_terms` compute it (the foreach path does the same on lists)."""
     if update_norm is None and p == 0.0:
         return _TensorStep(m, None, 1.0, 1.0 / _p0_denominator(eps, eps_mode))
-    dens, scales = _denominator([v], [bc2], p, eps, eps_mode)
+    dens, scales = _denominator([v], [bc2], p, eps, eps_mode, foreach=False)
     if update_norm is None:
         return _TensorStep(m, dens[0], scales[0], scales[0])
     m_hat = m / bc1
@@ -448,6 +483,52 @@ def _tensor_step(
     return _TensorStep(update, dens[0], scales[0], None)
 
 
+def _group_by_device_and_dtype(
+    tensorlists: list[list[Tensor]],
+) -> dict[tuple[torch.device, torch.dtype], tuple[list[list[Tensor]], list[int]]]:
+    """Group index-aligned tensor lists by the (device, dtype) of the first list's tensors:
+    {key: (the lists restricted to the key, their indices)}. torch's C++ grouping where it
+    exists (``Optimizer._group_tensors_by_device_and_dtype``, private), else the same in Python."""
+    if _TORCH_GROUPING is not None:
+        return _TORCH_GROUPING(tensorlists)
+    grouped: dict[tuple[torch.device, torch.dtype], tuple[list[list[Tensor]], list[int]]] = {}
+    for i, t in enumerate(tensorlists[0]):
+        lists, indices = grouped.setdefault((t.device, t.dtype), ([[] for _ in tensorlists], []))
+        for out, tl in zip(lists, tensorlists):
+            out.append(tl[i])
+        indices.append(i)
+    return grouped
+
+
+def _increment_steps(steps: list[Tensor]) -> None:
+    if _HAS_FOREACH:
+        torch._foreach_add_(steps, 1)
+    else:
+        for t in steps:
+            t += 1
+
+
+def _corrections_per_step(
+    steps: list[Tensor], beta1: float, beta2: float, momentum: Momentum, bias_correction: bool
+) -> tuple[list[float], list[float]]:
+    """(bc1s, bc2s) of :func:`_bias_corrections`, computed once per distinct step count."""
+    cache: dict[float, tuple[float, float]] = {}
+    bc1s, bc2s = [], []
+    for t in steps:
+        step = t.item()  # CPU step counters: no device sync
+        if step not in cache:
+            cache[step] = _bias_corrections(step, beta1, beta2, momentum, bias_correction)
+        bc1, bc2 = cache[step]
+        bc1s.append(bc1)
+        bc2s.append(bc2)
+    return bc1s, bc2s
+
+
+def _scalars(values: list[float]) -> float | list[float]:
+    """One number when all are equal (ATen's Scalar overload), else the list."""
+    return values[0] if values and all(x == values[0] for x in values) else values
+
+
 def _multi_tensor_nsf(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, p, beta1, beta2,
     eps, weight_decay, momentum, bias_correction, eps_mode, amsgrad, decoupled_weight_decay,
@@ -456,7 +537,7 @@ def _multi_tensor_nsf(
     tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps]
     if amsgrad:
         tensors.append(max_exp_avg_sqs)
-    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
+    grouped = _group_by_device_and_dtype(tensors)
     for (_device, _dtype), (group_tensors, _) in grouped.items():
         dev_params, dev_grads, dev_ms, dev_vs, dev_steps = group_tensors[:5]
         dev_vmaxes = group_tensors[5] if amsgrad else []
@@ -473,26 +554,22 @@ def _multi_tensor_nsf(
             torch._foreach_maximum_(dev_vmaxes, dev_vs)
             dev_vs = dev_vmaxes
 
-        corrections = [
-            _bias_corrections(s.item(), beta1, beta2, momentum, bias_correction) for s in dev_steps
-        ]
-        bc1s = [c[0] for c in corrections]
-        bc2s = [c[1] for c in corrections]
+        bc1s, bc2s = _corrections_per_step(dev_steps, beta1, beta2, momentum, bias_correction)
         if decoupled_weight_decay and weight_decay != 0:
             torch._foreach_mul_(dev_params, 1 - lr * weight_decay)
 
         if update_norm is None and p == 0.0:
-            # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside (SPEC 1.7).
+            # Fast path: v^^0 = 1, so the step is m^/(1 + eps) outside and m^ inside.
             scale = 1.0 / _p0_denominator(eps, eps_mode)
             torch._foreach_add_(
-                dev_params, torch._foreach_mul(dev_ms, [-lr * scale / b for b in bc1s])
+                dev_params, torch._foreach_mul(dev_ms, _scalars([-lr * scale / b for b in bc1s]))
             )
             continue
 
         den, scales = _denominator(dev_vs, bc2s, p, eps, eps_mode)
         if update_norm is None:
             step_sizes = [-lr * s / b for s, b in zip(scales, bc1s)]
-            torch._foreach_addcdiv_(dev_params, dev_ms, den, step_sizes)
+            torch._foreach_addcdiv_(dev_params, dev_ms, den, _scalars(step_sizes))
             continue
 
         # rms_matched: u <- u * ||u0|| / ||u||, with u0 the p = 0 step from the same m^.
@@ -508,33 +585,47 @@ def _multi_tensor_nsf(
 
 
 def _denominator(
-    vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: EpsMode
-) -> tuple[list[Tensor], list[float]]:
+    vs: list[Tensor], bc2s: list[float], p: float, eps: float, eps_mode: EpsMode,
+    foreach: bool = True,
+) -> tuple[list[Tensor], list[float]]:  # fmt: skip
     """Denominators D and factors s with  v^^p + eps = D/s  ("outside") or (v^ + eps)^p = D/s.
 
     With v^ = v/bc2, both forms equal bc2^(-p) * D, so the caller divides by D and multiplies
     the step by s = bc2^p: the bias correction costs a scalar, not a pass over the tensors.
-    v^p is computed as exp(p ln2 * log2 v), about 2x faster than ``pow`` on CPUs; for v = 0 it gives
-    inf at p < 0 (a zero step, not NaN) and 0 at p > 0 (SPEC 1.7).
+    v^p is computed as exp2(p * log2 v): on CPUs ``log2`` and ``exp2`` together cost about half of
+    ``pow``, and ``exp2`` a third of ``exp`` (which would also round p ln2 log2 v). There is no
+    ``_foreach_exp2_``: exp2 runs tensor by tensor, in place. For v = 0 this gives inf at p < 0
+    (a zero step, not NaN) and 0 at p > 0. ``foreach=False`` (the single-tensor path) uses no
+    foreach op.
     """
     scales = [b**p for b in bc2s]
     if p == 0.0:  # v^0 = 1 (and 0^0 = 1), whichever side eps is on
         den = [torch.full_like(v, _p0_denominator(eps, eps_mode)) for v in vs]
         return den, [1.0] * len(vs)
+    if not foreach:
+        out = []
+        for v, s, b in zip(vs, scales, bc2s):
+            x = v if eps_mode == "outside" else v + eps * b
+            d = x.sqrt() if p == 0.5 else x.log2().mul_(p).exp2_()
+            out.append(d.add_(eps * s) if eps_mode == "outside" else d)
+        return out, scales
     if eps_mode == "outside":
-        if p == 0.5:  # Adam's denominator: sqrt is exact and cheaper than exp2/log2
-            den = torch._foreach_sqrt(vs)
-        else:
-            den = torch._foreach_log2(vs)
-            torch._foreach_mul_(den, p * math.log(2.0))
-            torch._foreach_exp_(den)
-        torch._foreach_add_(den, [eps * s for s in scales])
+        # p = 1/2: Adam's denominator; sqrt is exact and cheaper than exp2/log2
+        den = torch._foreach_sqrt(vs) if p == 0.5 else _pow_log2(torch._foreach_log2(vs), p)
+        torch._foreach_add_(den, _scalars([eps * s for s in scales]))
         return den, scales
-    den = torch._foreach_add(vs, [eps * b for b in bc2s])
+    den = torch._foreach_add(vs, _scalars([eps * b for b in bc2s]))
     if p == 0.5:
         torch._foreach_sqrt_(den)
     else:
         torch._foreach_log2_(den)
-        torch._foreach_mul_(den, p * math.log(2.0))
-        torch._foreach_exp_(den)
+        _pow_log2(den, p)
     return den, scales
+
+
+def _pow_log2(logs: list[Tensor], p: float) -> list[Tensor]:
+    """2^(p * x) in place over the list x = log2(v)."""
+    torch._foreach_mul_(logs, p)
+    for t in logs:
+        t.exp2_()
+    return logs

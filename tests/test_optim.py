@@ -202,7 +202,13 @@ CONFIGS = [
 
 
 PATHS = [dict(foreach=False), dict(foreach=True)]
-FUSED = [pytest.param(dict(fused=True), marks=pytest.mark.slow, id="fused")]
+#: The fused path's two kernels: the C kernel (CPU float32/float64, fused_backend "auto") and the
+#: torch.compile kernel that CUDA runs, here run by inductor's C++ backend.
+COMPILED = dict(fused=True, fused_backend="compile")
+FUSED = [
+    pytest.param(dict(fused=True), marks=pytest.mark.slow, id="fused"),
+    pytest.param(COMPILED, marks=pytest.mark.slow, id="fused-compile"),
+]
 
 
 def check_against_reference(config, path, steps=50, has_grad=None, rtol=1e-10, moved=True):
@@ -326,7 +332,10 @@ def test_any_configuration_matches_reference(path, p, beta1, beta2, eps, flags, 
     check_against_reference(config, path, steps=8, has_grad=intermittent, rtol=1e-9, moved=False)
 
 
-ALL_PATHS = [dict(foreach=False), dict(foreach=True), dict(fused=True)]
+ALL_PATHS = [
+    dict(foreach=False), dict(foreach=True), dict(fused=True),
+    pytest.param(COMPILED, marks=pytest.mark.slow, id="fused-compile"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", PATHS + FUSED, ids=str)
@@ -605,26 +614,33 @@ FUSED_CONFIGS = [
 ]  # fmt: skip
 
 
-@pytest.mark.slow
+BACKENDS = [
+    pytest.param("auto", marks=pytest.mark.slow, id="c-kernel"),
+    pytest.param("compile", marks=pytest.mark.slow, id="compile"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("config", FUSED_CONFIGS, ids=str)
-def test_fused_equals_foreach(config):
-    """fused=True (one compiled kernel per tensor) equals the foreach path to 1e-12 relative over
-    50 float64 steps; compiled once per (amsgrad, update_norm), whatever the rest."""
+def test_fused_equals_foreach(config, backend):
+    """fused=True (the C kernel, or the compiled kernel: compiled once per (amsgrad,
+    update_norm), whatever the rest) equals the foreach path to 1e-12 relative over 50 float64
+    steps."""
     a, b = train_pair(
-        lambda ps: NSF(ps, lr=1e-3, fused=True, **config),
+        lambda ps: NSF(ps, lr=1e-3, fused=True, fused_backend=backend, **config),
         lambda ps: NSF(ps, lr=1e-3, foreach=True, **config),
         steps=50,
     )
     assert max_rel_diff(a, b) <= 1e-12
 
 
-@pytest.mark.slow
-def test_fused_equals_foreach_under_switching_schedule():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_equals_foreach_under_switching_schedule(backend):
     """A pulse-tidal p schedule (with amsgrad, heavy ball, weight decay) on both paths."""
     schedule = schedules.pulse_tidal(-0.05, 7, 0.25, -0.15, 5)
     make = lambda fused: lambda ps: NSF(  # noqa: E731
         ps, lr=1e-2, momentum="heavy_ball", weight_decay=5e-4, amsgrad=True, fused=fused,
-        foreach=None if fused else True,
+        foreach=None if fused else True, fused_backend=backend,
     )  # fmt: skip
     sched = lambda opt: PScheduler(opt, schedule)  # noqa: E731
     a, b = train_pair(make(True), make(False), steps=50, schedulers=(sched, sched))
@@ -635,14 +651,18 @@ def _dynamo_graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-@pytest.mark.slow
-def test_fused_changing_p_every_step_never_recompiles():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_changing_p_every_step_never_recompiles(backend):
     """p (and lr) changing every step, through 0 and 1/2 exactly, on tensors of new sizes and a
-    new optimizer: no recompilation (dynamo would raise), no new graph, no graph break."""
+    new optimizer: no recompilation (dynamo would raise), no new graph, no graph break; the C
+    kernel is built once (the same library object throughout)."""
+    from nsf import _cpu_kernel
+
     a = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(7, dtype=torch.float64, requires_grad=True)
     model = mlp()
-    opt = NSF([{"params": model.parameters()}, {"params": [a, b], "p": 0.3}], lr=1e-2, fused=True)
+    kw = dict(lr=1e-2, fused=True, fused_backend=backend)
+    opt = NSF([{"params": model.parameters()}, {"params": [a, b], "p": 0.3}], **kw)
 
     def step(optimizer, params, t):
         for q in params:
@@ -653,7 +673,8 @@ def test_fused_changing_p_every_step_never_recompiles():
     step(opt, params, 0)  # compiles, unless an earlier test did
     graphs = _dynamo_graphs()
     ps = [0.5, 0.0, *schedules.tidal(0.0, 0.4, 7)(np.arange(20)), 0.5, 0.0]
-    other = NSF([torch.zeros(11, 2, dtype=torch.float64, requires_grad=True)], fused=True)
+    other = NSF([torch.zeros(11, 2, dtype=torch.float64, requires_grad=True)], **kw)
+    library = _cpu_kernel.library() if backend == "auto" else None
     with torch._dynamo.config.patch(error_on_recompile=True):
         for t, p in enumerate(ps):
             opt.param_groups[0]["p"], opt.param_groups[1]["p"] = float(p), float(-p)
@@ -664,16 +685,19 @@ def test_fused_changing_p_every_step_never_recompiles():
     assert _dynamo_graphs() == graphs
     assert not torch._dynamo.utils.counters["graph_break"]
     assert all(torch.isfinite(q).all() for q in params)
+    if backend == "auto":
+        assert _cpu_kernel.library() is library
 
 
-@pytest.mark.slow
-def test_fused_state_dict_round_trip():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_state_dict_round_trip(backend):
     """The fused path keeps the foreach path's state (same keys); a checkpoint taken from it
     resumes bit-identically, and the foreach path can take over from it."""
 
     def run(split=None, then_foreach=False):
         model = mlp(3)
-        opt = NSF(model.parameters(), lr=1e-2, p=-0.15, amsgrad=True, fused=True)
+        opt = NSF(model.parameters(), lr=1e-2, p=-0.15, amsgrad=True, fused=True,
+                  fused_backend=backend)  # fmt: skip
         gen = torch.Generator().manual_seed(0)
         for i in range(12):
             if i == split:
@@ -692,19 +716,21 @@ def test_fused_state_dict_round_trip():
     state = opt.state_dict()
     assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
     assert state["param_groups"][0]["fused"] is True
+    assert state["param_groups"][0]["fused_backend"] == backend
     resumed, _ = run(split=5)
     for x, y in zip(full, resumed):
         assert torch.equal(x, y)
     assert max_rel_diff(full, run(split=5, then_foreach=True)[0]) <= 1e-12
 
 
-@pytest.mark.slow
-def test_fused_float32_matches_foreach():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_float32_matches_foreach(backend):
     """float32 on the CPU uses the kernel's own log2/exp2: within float32 rounding of the
     foreach path (a zero second moment: test_negative_p_with_zero_second_moment_is_finite)."""
+    kw = dict(lr=1e-3, p=-0.15, momentum="heavy_ball", weight_decay=5e-4)
     a, b = train_pair(
-        lambda ps: NSF(ps, lr=1e-3, p=-0.15, momentum="heavy_ball", weight_decay=5e-4, fused=True),
-        lambda ps: NSF(ps, lr=1e-3, p=-0.15, momentum="heavy_ball", weight_decay=5e-4),
+        lambda ps: NSF(ps, fused=True, fused_backend=backend, **kw),
+        lambda ps: NSF(ps, **kw),
         steps=30,
         schedulers=(lambda o: PScheduler(o, schedules.tidal(0.0, 0.3, 5)),) * 2,
         dtype=torch.float32,
@@ -712,16 +738,23 @@ def test_fused_float32_matches_foreach():
     assert max_rel_diff(a, b) <= 1e-5
 
 
-def test_fused_leaves_odd_tensors_to_the_foreach_path():
-    """Non-contiguous and single-element parameters are updated by the foreach path, exactly."""
+@pytest.mark.parametrize(
+    "backend", ["auto", pytest.param("compile", marks=pytest.mark.slow, id="compile")]
+)
+def test_fused_leaves_odd_tensors_to_the_foreach_path(backend):
+    """Non-contiguous parameters, and on the compiled kernel single-element ones, are updated by
+    the foreach path, exactly (nothing here is compiled or built)."""
 
     def make():
         torch.manual_seed(0)
-        return [torch.randn(4, 6, dtype=torch.float64).t().requires_grad_(),
-                torch.randn(1, dtype=torch.float64, requires_grad=True)]  # fmt: skip
+        odd = [torch.randn(4, 6, dtype=torch.float64).t().requires_grad_()]
+        if backend == "compile":
+            odd.append(torch.randn(1, dtype=torch.float64, requires_grad=True))
+        return odd
 
     a, b = make(), make()
-    opt_a, opt_b = NSF(a, p=-0.15, fused=True), NSF(b, p=-0.15, foreach=True)
+    opt_a = NSF(a, p=-0.15, fused=True, fused_backend=backend)
+    opt_b = NSF(b, p=-0.15, foreach=True)
     for t in range(5):
         for q in (*a, *b):
             q.grad = torch.full_like(q, 0.1 * (t + 1))
