@@ -10,7 +10,7 @@ rounds) and its ratio to Adam and SGD.
     python benchmarks/optimizer_step.py --device cuda       # the same on a GPU
     python benchmarks/optimizer_step.py --json out.json     # also write the numbers as JSON
 
-The bars (issue #14), both at p = -0.15: the default (foreach) NSF within 1.5x of
+The bars, both at p = -0.15: the default (foreach) NSF within 1.5x of
 ``torch.optim.Adam(foreach=True)`` (target 1.4x), and ``NSF(fused=True)`` within 1.5x of
 ``torch.optim.Adam(fused=True)`` (target 1.3x). A schedule that changes p every step ("tidal")
 must cost what a constant p costs: p is a Python float, so nothing recompiles and nothing waits
@@ -48,7 +48,7 @@ SGD, ADAM, ADAM_FUSED = "SGD(momentum=0.9)", "Adam", "Adam fused (torch)"
 NSF_BAR, NSF_FUSED = "NSF p=-0.15", "NSF p=-0.15 fused"
 NSF_COMPILED = "NSF p=-0.15 fused, torch.compile"
 TIDAL, TIDAL_FUSED = "NSF tidal (p changes every step)", "NSF tidal fused"
-#: (name, numerator, denominator, bar, target) of issue #14.
+#: (name, numerator, denominator, bar, target) of each ratio.
 BARS = (
     ("foreach", NSF_BAR, ADAM, 1.5, 1.4),
     ("fused", NSF_FUSED, ADAM_FUSED, 1.5, 1.3),
@@ -197,7 +197,7 @@ def main() -> None:
         ratios[kind] = dict(ratio=ratio, numerator=num, denominator=den, bar=bar, target=target,
                             meets_bar=ratio <= bar, meets_target=ratio <= target)  # fmt: skip
         verdict = "meets" if ratio <= bar else "MISSES"
-        print(f"{num} / {den} = {ratio:.3f}: {verdict} the {bar} bar of issue #14 "
+        print(f"{num} / {den} = {ratio:.3f}: {verdict} the {bar}x bar "
               f"(target {target}: {'met' if ratio <= target else 'not met'})")  # fmt: skip
     for constant, tidal in ((NSF_BAR, TIDAL), (NSF_FUSED, TIDAL_FUSED)):
         print(f"{tidal} / constant p = {median[tidal] / median[constant]:.3f}")
