@@ -303,7 +303,7 @@ def test_timing_note_clauses():
     assert "fused" not in within
     above = unified.timing_note(ratios_table(1.11, fused=True))
     assert "not negligible" in above and "within" not in above
-    assert "(`fused=True`) takes **0.80×**" in above
+    assert "torch.compile elsewhere) takes **0.80×**" in above
 
 
 def test_step_time_table_on_small_parameters(monkeypatch):
