@@ -150,15 +150,11 @@ def _book(args: argparse.Namespace) -> None:
 
 def _published() -> dict:
     """The records of the chapters the last ``nsf book`` published (``book/chapters``)."""
-    from nsf.book.build import chapter_names, records
-    from nsf.book.provenance import repo_root
+    from nsf.book.build import published_records
 
-    chapters = repo_root() / "book" / "chapters"
-    found = records(p for c in chapter_names() if (p := chapters / f"{c}.ipynb").exists())
+    found = published_records()
     if not found:
-        raise FileNotFoundError(
-            f"no executed chapter in {chapters}: build the book first (make book)"
-        )
+        raise FileNotFoundError("no executed chapter in book/chapters: build the book (make book)")
     return found
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "chapter_run",
     "execute_chapter",
     "is_cached",
+    "published_records",
     "records",
     "rerun_command",
     "resolve_chapter",
@@ -225,6 +226,12 @@ def records(notebooks: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def published_records() -> dict[str, dict[str, Any]]:
+    """The records of the chapters ``nsf book`` last published to ``book/chapters``."""
+    chapters = repo_root() / "book" / "chapters"
+    return records(p for c in chapter_names() if (p := chapters / f"{c}.ipynb").exists())
+
+
 def _rerun_cell(chapter: str, command: str) -> Any:
     """The box that ends every chapter page: the command that re-runs it with the parameters
     shown, and the executed notebook to download."""
@@ -285,7 +292,7 @@ def build_book(profile: str = "default", *, progress: bool = True) -> Path:
         if not cached:
             print(f"      executed in {time.perf_counter() - start:.1f} s", flush=True)
     root = repo_root()
-    write_generated_pages(records(root / "book" / "chapters" / f"{c}.ipynb" for c in chapters))
+    write_generated_pages(published_records())
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book),
