@@ -41,8 +41,8 @@ from pathlib import Path
 
 import torch
 
-from nsf import NSF, PScheduler, schedules
-from nsf.unified import resnet18_gradients, steady_allocator
+from nsf import NSF, schedules
+from nsf.unified import interleaved_step_times, resnet18_gradients
 
 SGD, ADAM, ADAM_FUSED = "SGD(momentum=0.9)", "Adam", "Adam fused (torch)"
 NSF_BAR, NSF_FUSED = "NSF p=-0.15", "NSF p=-0.15 fused"
@@ -80,34 +80,6 @@ def optimizers(device: str) -> dict:
 
 
 SCHEDULES = {name: schedules.tidal(0.05, 0.2, period=7) for name in (TIDAL, TIDAL_FUSED)}
-
-
-def interleaved_times(make_params, table, rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per ``optimizer.step()`` of each optimizer in every timed round, the optimizers
-    taking turns within each round (each on its own copy of the parameters)."""
-    steady_allocator()
-    instances = {}
-    for name, make in table.items():
-        opt = make(make_params())
-        instances[name] = (opt, PScheduler(opt, SCHEDULES[name]) if name in SCHEDULES else None)
-    device = next(iter(instances.values()))[0].param_groups[0]["params"][0].device
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: dict[str, list[float]] = {name: [] for name in instances}
-    for round_ in range(warmup + rounds):
-        for name, (opt, sched) in instances.items():
-            sync()
-            start = time.perf_counter()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            sync()
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def one_off_costs(device: str) -> dict:
@@ -166,9 +138,10 @@ def main() -> None:
 
     before = machine()
     costs = one_off_costs(args.device)
-    times = interleaved_times(
-        resnet18_gradients(args.device), optimizers(args.device), args.rounds, args.warmup
-    )
+    times = interleaved_step_times(
+        resnet18_gradients(args.device), optimizers(args.device), args.rounds, args.warmup,
+        SCHEDULES,
+    )  # fmt: skip
     after = machine()
     median = {name: statistics.median(ts) for name, ts in times.items()}
     print(f"ResNet-18 (11.7 M parameters) on {args.device}, {torch.get_num_threads()} threads, "

@@ -24,8 +24,8 @@ _MODULES = {
     "rule": ["constant_gradient_gain", "step_multiplier", "torch_equivalences"],
     "diagonal": ["DiagonalRun", "diagonal_demo", "steps_to_reduce"],
     "timing": [
-        "ADAM", "FUSED", "GENERAL_P", "SGD", "optimizer_step_times", "resnet18_gradients",
-        "steady_allocator", "step_time_table", "timing_optimizers",
+        "ADAM", "FUSED", "GENERAL_P", "SGD", "interleaved_step_times", "optimizer_step_times",
+        "resnet18_gradients", "steady_allocator", "step_time_table", "timing_optimizers",
     ],
     "checks": [
         "EQUIVALENCE_TOL", "diagonal_checks", "diagonal_note", "equivalence_checks",

@@ -27,6 +27,7 @@ __all__ = [
     "FUSED",
     "GENERAL_P",
     "SGD",
+    "interleaved_step_times",
     "optimizer_step_times",
     "resnet18_gradients",
     "steady_allocator",
@@ -65,14 +66,15 @@ def steady_allocator() -> bool:
     )
 
 
-def optimizer_step_times(
+def interleaved_step_times(
     make_params: Callable[[], list[torch.Tensor]],
     optimizers: Mapping[str, Callable[[list[torch.Tensor]], Any]],
     rounds: int = 15,
     warmup: int = 3,
     schedules: Mapping[str, Any] | None = None,
-) -> dict[str, float]:
-    """Median seconds per ``optimizer.step()`` for each optimizer, timed in interleaved rounds.
+) -> dict[str, list[float]]:
+    """Seconds per ``optimizer.step()`` of each optimizer in every timed round, the optimizers
+    taking turns within each round.
 
     ``make_params()`` returns fresh parameters with ``.grad`` set; each optimizer gets its own
     copy. ``schedules`` maps an optimizer's name to a p schedule stepped with it (a schedule that
@@ -102,6 +104,19 @@ def optimizer_step_times(
             sync()
             if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
+    return times
+
+
+def optimizer_step_times(
+    make_params: Callable[[], list[torch.Tensor]],
+    optimizers: Mapping[str, Callable[[list[torch.Tensor]], Any]],
+    rounds: int = 15,
+    warmup: int = 3,
+    schedules: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Median seconds per ``optimizer.step()`` for each optimizer, timed in interleaved rounds
+    (:func:`interleaved_step_times`, whose arguments these are)."""
+    times = interleaved_step_times(make_params, optimizers, rounds, warmup, schedules)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
